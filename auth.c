@@ -1,0 +1,406 @@
+/*
+ * auth.c - the user file, password and APOP checks, and becoming the user.
+ *
+ * The user file holds one entry a line, name:secret:uid:gid:gecos:maildrop.
+ * A secret is a crypt(3) hash (checked with libxcrypt), {PLAIN}text (usable by
+ * APOP too), or empty, "*" or "!..." for a disabled account. Every failure path
+ * costs about the same: unknown users, disabled accounts and {PLAIN} entries
+ * run one crypt() of the file's own kind, so timing does not tell them apart.
+ * Secrets are compared in constant time and wiped after use.
+ */
+#define _GNU_SOURCE
+#include <crypt.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
+#include "auth.h"
+#include "md5.h"
+
+enum { SECRET_DISABLED, SECRET_PLAIN, SECRET_CRYPT };
+
+struct entry {
+	char *name, *secret, *uid, *gid, *gecos, *maildrop;
+};
+
+int
+auth_valid_name(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n < 1 || n > MAX_NAME || name[0] == '.' || name[0] == '-')
+		return 0;
+	for (; *name != '\0'; name++)
+		if (!isalnum((unsigned char)*name) && strchr("._-+@", *name) == NULL)
+			return 0;
+	return 1;
+}
+
+/* Constant time in the contents; the lengths are not secret. */
+static int
+ct_equal(const char *a, const char *b)
+{
+	size_t alen = strlen(a), blen = strlen(b), i;
+	unsigned char d = alen != blen;
+
+	for (i = 0; i < alen; i++)
+		d |= (unsigned char)a[i] ^ (unsigned char)(i < blen ? b[i] : 0);
+	return d == 0;
+}
+
+static int
+secret_kind(const char *s, const char **plain)
+{
+	if (s[0] == '\0' || s[0] == '*' || s[0] == '!')
+		return SECRET_DISABLED;
+	if (strncasecmp(s, "{PLAIN}", 7) == 0) {
+		*plain = s + 7;
+		return **plain == '\0' ? SECRET_DISABLED : SECRET_PLAIN;
+	}
+	return SECRET_CRYPT;
+}
+
+/* 1 when pass hashes to hash; a failed or "*"-result crypt never matches. */
+static int
+crypt_matches(const char *pass, const char *hash)
+{
+	struct crypt_data cd;
+	const char *out;
+	int ok;
+
+	memset(&cd, 0, sizeof(cd));
+#ifdef CRYPT_OUTPUT_SIZE
+	out = crypt_rn(pass, hash, &cd, sizeof(cd));
+#else
+	out = crypt_r(pass, hash, &cd);
+#endif
+	ok = out != NULL && out[0] != '*' && ct_equal(out, hash);
+	explicit_bzero(&cd, sizeof(cd));
+	return ok;
+}
+
+/* The work a real check would have done, for paths that cannot succeed. */
+static void
+dummy_work(const struct authinfo *info, const char *pass)
+{
+	if (info->dummy[0] != '\0')
+		(void)crypt_matches(pass, info->dummy);
+}
+
+static int
+parse_id(const char *s, unsigned long *out)
+{
+	unsigned long v = 0;
+
+	if (*s == '\0' || strlen(s) > 10)
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (!isdigit((unsigned char)*s))
+			return -1;
+		v = v * 10 + (unsigned long)(*s - '0');
+	}
+	if (v >= 4294967295UL)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* Split and check one line in place; NULL when usable, else the reason. */
+static const char *
+parse_entry(char *line, struct entry *e)
+{
+	char *f[6];
+	unsigned long id;
+	int i;
+
+	f[0] = line;
+	for (i = 1; i < 6; i++) {
+		char *c = strchr(f[i - 1], ':');
+
+		if (c == NULL)
+			return "fewer than 6 fields";
+		*c = '\0';
+		f[i] = c + 1;
+	}
+	if (strchr(f[5], ':') != NULL)
+		return "more than 6 fields";
+	e->name = f[0], e->secret = f[1], e->uid = f[2];
+	e->gid = f[3], e->gecos = f[4], e->maildrop = f[5];
+	if (!auth_valid_name(e->name))
+		return "invalid user name";
+	if (strlen(e->secret) > MAX_SECRET)
+		return "secret too long";
+	if (e->secret[0] == '{' && strncasecmp(e->secret, "{PLAIN}", 7) != 0)
+		return "unknown secret scheme";
+	if ((e->uid[0] != '\0' || geteuid() == 0) && parse_id(e->uid, &id) < 0)
+		return "invalid uid";
+	if ((e->gid[0] != '\0' || geteuid() == 0) && parse_id(e->gid, &id) < 0)
+		return "invalid gid";
+	if (e->maildrop[0] != '/')
+		return "maildrop is not an absolute path";
+	if (strlen(e->maildrop) >= MAX_PATH)
+		return "maildrop path too long";
+	return NULL;
+}
+
+/* One line of at most cap-1 octets: 1, or 0 at the end of the file. A longer
+ * line, or one holding a NUL, comes back with *bad set. */
+static int
+read_line(FILE *f, char *buf, size_t cap, const char **bad)
+{
+	size_t n = 0;
+	int c;
+
+	*bad = NULL;
+	while ((c = getc_unlocked(f)) != EOF && c != '\n') {
+		if (c == '\0')
+			*bad = "NUL octet in line";
+		if (n + 1 < cap)
+			buf[n++] = (char)c;
+		else
+			*bad = "line too long";
+	}
+	if (c == EOF && n == 0 && *bad == NULL)
+		return 0;
+	if (n > 0 && buf[n - 1] == '\r')
+		n--;
+	buf[n] = '\0';
+	return 1;
+}
+
+static FILE *
+open_userfile(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	FILE *f;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		snprintf(err, errlen, "user file %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "user file %s: not a regular file", path);
+	} else if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		snprintf(err, errlen, "user file %s: owned by uid %lu, not root or the running user",
+		    path, (unsigned long)st.st_uid);
+	} else if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(err, errlen, "user file %s: unsafe, writable by group or others", path);
+	} else if ((f = fdopen(fd, "r")) != NULL) {
+		return f;
+	} else {
+		snprintf(err, errlen, "user file %s: %s", path, strerror(errno));
+	}
+	close(fd);
+	return NULL;
+}
+
+int
+auth_scan(const char *path, struct authinfo *info, char *err, size_t errlen)
+{
+	char line[MAX_USERFILE_LINE + 1];
+	unsigned long lineno = 0;
+	const char *bad, *plain;
+	struct entry e;
+	FILE *f;
+
+	memset(info, 0, sizeof(*info));
+	if ((f = open_userfile(path, err, errlen)) == NULL)
+		return -1;
+	while (read_line(f, line, sizeof(line), &bad)) {
+		lineno++;
+		if (bad == NULL && (line[0] == '#' || line[strspn(line, " \t")] == '\0'))
+			continue;
+		if (bad == NULL)
+			bad = parse_entry(line, &e);
+		if (bad != NULL) {
+			syslog(LOG_WARNING, "userfile file=%s line=%lu malformed: %s",
+			    path, lineno, bad);
+			continue;
+		}
+		switch (secret_kind(e.secret, &plain)) {
+		case SECRET_PLAIN:
+			info->has_apop = 1;
+			break;
+		case SECRET_CRYPT:
+			if (info->dummy[0] == '\0')
+				snprintf(info->dummy, sizeof(info->dummy), "%s", e.secret);
+			break;
+		}
+	}
+	explicit_bzero(line, sizeof(line));
+	if (ferror(f)) {
+		snprintf(err, errlen, "user file %s: read error", path);
+		fclose(f);
+		return -1;
+	}
+	fclose(f);
+	return 0;
+}
+
+/* Find name's well-formed entry: 1 found (fields point into line), 0 not, -1 error. */
+static int
+find_entry(const char *path, const char *name, char *line, size_t cap, struct entry *e)
+{
+	const char *bad;
+	char err[256];
+	int found = 0;
+	FILE *f;
+
+	if ((f = open_userfile(path, err, sizeof(err))) == NULL) {
+		syslog(LOG_ERR, "error %s", err);
+		return -1;
+	}
+	while (!found && read_line(f, line, cap, &bad)) {
+		size_t n = strlen(name);
+
+		if (bad != NULL || strncmp(line, name, n) != 0 || line[n] != ':')
+			continue;
+		found = parse_entry(line, e) == NULL;
+	}
+	if (!found)
+		explicit_bzero(line, cap);
+	if (ferror(f)) {
+		syslog(LOG_ERR, "error user file %s: read error", path);
+		found = -1;
+	}
+	fclose(f);
+	return found;
+}
+
+static void
+fill_user(const struct entry *e, struct user *u)
+{
+	unsigned long id;
+
+	memset(u, 0, sizeof(*u));
+	snprintf(u->name, sizeof(u->name), "%s", e->name);
+	snprintf(u->maildrop, sizeof(u->maildrop), "%s", e->maildrop);
+	u->has_ids = parse_id(e->uid, &id) == 0;
+	u->uid = (uid_t)id;
+	if (u->has_ids && parse_id(e->gid, &id) == 0)
+		u->gid = (gid_t)id;
+	else
+		u->has_ids = 0;
+}
+
+int
+auth_pass(const struct authinfo *info, const char *path, const char *name,
+    const char *pass, struct user *out, int *known)
+{
+	char line[MAX_USERFILE_LINE + 1];
+	const char *plain = NULL;
+	struct entry e;
+	int r, ok = 0;
+
+	*known = 0;
+	r = find_entry(path, name, line, sizeof(line), &e);
+	if (r < 0)
+		return AUTH_ERROR;
+	if (r == 0) {
+		dummy_work(info, pass);
+		return AUTH_FAIL;
+	}
+	*known = 1;
+	switch (secret_kind(e.secret, &plain)) {
+	case SECRET_CRYPT:
+		ok = crypt_matches(pass, e.secret);
+		break;
+	case SECRET_PLAIN:
+		dummy_work(info, pass);
+		ok = ct_equal(pass, plain);
+		break;
+	default:
+		dummy_work(info, pass);
+		break;
+	}
+	if (ok)
+		fill_user(&e, out);
+	explicit_bzero(line, sizeof(line));
+	return ok ? AUTH_OK : AUTH_FAIL;
+}
+
+int
+auth_apop(const char *path, const char *name, const char *digest,
+    const char *timestamp, struct user *out, int *known)
+{
+	char line[MAX_USERFILE_LINE + 1], want[33], got[33];
+	unsigned char d[16];
+	const char *plain = NULL;
+	struct md5 ctx;
+	struct entry e;
+	size_t i;
+	int r, ok = 0;
+
+	*known = 0;
+	for (i = 0; i < sizeof(got) - 1 && digest[i] != '\0'; i++)
+		got[i] = (char)tolower((unsigned char)digest[i]);
+	got[i] = '\0';
+	r = find_entry(path, name, line, sizeof(line), &e);
+	if (r < 0)
+		return AUTH_ERROR;
+	*known = r == 1;
+	/* Unknown users and crypt-only entries hash the timestamp alone: same work. */
+	if (r == 0 || secret_kind(e.secret, &plain) != SECRET_PLAIN)
+		plain = "";
+	md5_init(&ctx);
+	md5_update(&ctx, timestamp, strlen(timestamp));
+	md5_update(&ctx, plain, strlen(plain));
+	md5_final(&ctx, d);
+	md5_hex(d, want);
+	ok = ct_equal(got, want) && plain[0] != '\0';
+	if (ok)
+		fill_user(&e, out);
+	explicit_bzero(line, sizeof(line));
+	explicit_bzero(want, sizeof(want));
+	explicit_bzero(d, sizeof(d));
+	return ok ? AUTH_OK : AUTH_FAIL;
+}
+
+int
+auth_become(const struct user *u, char *err, size_t errlen)
+{
+	uid_t ruid, euid, suid;
+	gid_t rgid, egid, sgid;
+
+	if (geteuid() != 0)
+		return 0;               /* virtual mail: already the maildrop owner */
+	if (!u->has_ids) {
+		snprintf(err, errlen, "user %s has no uid/gid in the user file", u->name);
+		return -1;
+	}
+	if (u->uid == 0 || u->gid == 0) {
+		snprintf(err, errlen, "user %s: uid or gid 0 refused", u->name);
+		return -1;
+	}
+	if (setgroups(0, NULL) < 0 || setresgid(u->gid, u->gid, u->gid) < 0 ||
+	    setresuid(u->uid, u->uid, u->uid) < 0) {
+		snprintf(err, errlen, "user %s: cannot switch to uid %lu gid %lu: %s", u->name,
+		    (unsigned long)u->uid, (unsigned long)u->gid, strerror(errno));
+		return -1;
+	}
+#ifdef __linux__
+	(void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+#endif
+	/* Verify the switch holds and cannot be undone. */
+	if (getresuid(&ruid, &euid, &suid) < 0 || getresgid(&rgid, &egid, &sgid) < 0 ||
+	    ruid != u->uid || euid != u->uid || suid != u->uid ||
+	    rgid != u->gid || egid != u->gid || sgid != u->gid ||
+	    getgroups(0, NULL) != 0 || setuid(0) != -1 || setgid(0) != -1) {
+		snprintf(err, errlen, "user %s: privilege switch did not hold", u->name);
+		return -1;
+	}
+	return 0;
+}

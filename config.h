@@ -1,0 +1,44 @@
+/*
+ * config.h - every limit, default and fixed path of pop3d, in one place.
+ *
+ * Anything bounded in the server is bounded by a constant from this file, so an
+ * auditor can read the whole attack surface's arithmetic here.
+ */
+#ifndef POP3D_CONFIG_H
+#define POP3D_CONFIG_H
+
+#define POP3D_VERSION "0.1"
+
+/* Defaults that options override. */
+#define DEFAULT_USERFILE "/etc/pop3d/passwd"   /* -f */
+#define DEFAULT_LOCKDIR "/run/pop3d"           /* -l */
+#define DEFAULT_TIMEOUT 600                     /* -t: idle seconds after login (RFC 1939 minimum) */
+#define DEFAULT_AUTH_TIMEOUT 60                 /* -T: idle seconds before login */
+#define DEFAULT_FAIL_DELAY 2                    /* -D: seconds before a failed login is answered */
+#define MAX_TIMEOUT 86400                       /* upper bound for -t and -T */
+#define MAX_FAIL_DELAY 60                       /* upper bound for -D */
+
+/* Client input. RFC 2449: a command line is at most 255 octets with its CRLF. */
+#define MAX_LINE 255                            /* octets of one command line, terminator included */
+#define MAX_ARGS 2                              /* arguments after the keyword (TOP n k) */
+#define MAX_AUTH_FAILURES 3                     /* failed logins before the connection closes */
+#define MAX_NAME 64                             /* octets of a user name */
+#define APOP_DIGEST_LEN 32                      /* hex digits of an APOP digest */
+
+/* Client output. */
+#define OUTBUF_SIZE 65536                       /* replies are buffered up to this, then written */
+#define INBUF_SIZE 4096                         /* client read buffer */
+
+/* The user file. */
+#define MAX_USERFILE_LINE 4096                  /* longer lines are malformed */
+#define MAX_SECRET 512                          /* octets of a secret field */
+#define MAX_PATH 4096                           /* octets of a maildrop path */
+
+/* Maildrops. */
+#define MAX_MESSAGES 1000000                    /* messages one maildrop may hold */
+#define MBOX_READ_SIZE 65536                    /* read size when scanning or sending an mbox */
+#define MBOX_LOCK_WAIT 10                       /* seconds to wait for the mbox fcntl lock */
+#define MBOX_LOCK_POLL_MS 50                    /* retry interval while waiting for it */
+#define UIDL_LEN 44                             /* room for 32 hex digits, "-", a counter, NUL */
+
+#endif
