@@ -1,0 +1,445 @@
+/*
+ * tests/unit.c - unit tests: md5 (RFC 1321 vectors, the RFC 1939 APOP example),
+ * the command-line reader and parser, the mbox parser (sizes, offsets, UIDL
+ * selection and duplicates), message sending and the in-place update.
+ * Prints a line per failure and a closing "N passed, N failed".
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "io.h"
+#include "maildrop.h"
+#include "md5.h"
+
+static int passed, failed;
+static char tmpdir[] = "/tmp/pop3d-unit.XXXXXX";
+
+#define CHECK(cond, ...) do { \
+	if (cond) { \
+		passed++; \
+	} else { \
+		failed++; \
+		printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+		printf(__VA_ARGS__); \
+		printf("\n"); \
+	} \
+} while (0)
+
+static void
+md5_of(const char *s, char hex[33])
+{
+	unsigned char d[16];
+	struct md5 c;
+
+	md5_init(&c);
+	md5_update(&c, s, strlen(s));
+	md5_final(&c, d);
+	md5_hex(d, hex);
+}
+
+static void
+test_md5(void)
+{
+	static const char *v[][2] = {
+		{ "", "d41d8cd98f00b204e9800998ecf8427e" },
+		{ "a", "0cc175b9c0f1b6a831c399e269772661" },
+		{ "abc", "900150983cd24fb0d6963f7d28e17f72" },
+		{ "message digest", "f96b697d7cb7938d525a2f31aaf161d0" },
+		{ "abcdefghijklmnopqrstuvwxyz", "c3fcd3d76192e4007dfb496cca67e13b" },
+		{ "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+		    "d174ab98d277d9f5a5611c2c9f419d9f" },
+		{ "1234567890123456789012345678901234567890123456789012345678901234567890"
+		    "1234567890", "57edf4a22be3c955ac49da2e2107b67a" },
+		/* RFC 1939 section 7: APOP example */
+		{ "<1896.697170952@dbc.mtview.ca.us>tanstaaf", "c4c9334bac560ecc979e58001b3e22fb" },
+	};
+	char hex[33];
+	size_t i;
+
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		md5_of(v[i][0], hex);
+		CHECK(strcmp(hex, v[i][1]) == 0, "md5(\"%s\") = %s", v[i][0], hex);
+	}
+	/* The same digest when fed in pieces of every size. */
+	for (i = 1; i < 70; i++) {
+		const char *s = v[6][0];
+		unsigned char d[16];
+		struct md5 c;
+		size_t off;
+
+		md5_init(&c);
+		for (off = 0; off < strlen(s); off += i)
+			md5_update(&c, s + off, strlen(s) - off < i ? strlen(s) - off : i);
+		md5_final(&c, d);
+		md5_hex(d, hex);
+		CHECK(strcmp(hex, v[6][1]) == 0, "md5 in pieces of %zu", i);
+	}
+}
+
+static void
+test_parse(void)
+{
+	unsigned long n = 0;
+	char line[64], *argv[MAX_ARGS];
+
+	CHECK(parse_msgno("1", 5, &n) == 0 && n == 1, "1");
+	CHECK(parse_msgno("5", 5, &n) == 0 && n == 5, "5 of 5");
+	CHECK(parse_msgno("0005", 5, &n) == 0 && n == 5, "leading zeros");
+	CHECK(parse_msgno("6", 5, &n) < 0, "6 of 5");
+	CHECK(parse_msgno("0", 5, &n) < 0, "0");
+	CHECK(parse_msgno("00", 5, &n) < 0, "00");
+	CHECK(parse_msgno("-1", 5, &n) < 0, "-1");
+	CHECK(parse_msgno("+1", 5, &n) < 0, "+1");
+	CHECK(parse_msgno("1x", 5, &n) < 0, "1x");
+	CHECK(parse_msgno("01x", 5, &n) < 0, "01x");
+	CHECK(parse_msgno("", 5, &n) < 0, "empty");
+	CHECK(parse_msgno(" 1", 5, &n) < 0, "space");
+	CHECK(parse_msgno("123456789012345678901234567890", (unsigned long)-1, &n) < 0, "30 digits");
+	CHECK(parse_msgno("18446744073709551615", (unsigned long)-1, &n) == 0, "ULONG_MAX");
+	CHECK(parse_msgno("18446744073709551616", (unsigned long)-1, &n) < 0, "ULONG_MAX+1");
+	CHECK(parse_msgno("1", 0, &n) < 0, "empty maildrop");
+	CHECK(parse_count("0", &n) == 0 && n == 0, "count 0");
+	CHECK(parse_count("999999999999999999999999", &n) == 0 && n == (unsigned long)-1,
+	    "count saturates");
+	CHECK(parse_count("1a", &n) < 0, "count 1a");
+	CHECK(parse_count("-1", &n) < 0, "count -1");
+
+	strcpy(line, "1 2");
+	CHECK(io_split(line, argv, MAX_ARGS) == 2 && strcmp(argv[0], "1") == 0 &&
+	    strcmp(argv[1], "2") == 0, "split 2");
+	strcpy(line, "");
+	CHECK(io_split(line, argv, MAX_ARGS) == 0, "split none");
+	strcpy(line, "1 2 3");
+	CHECK(io_split(line, argv, MAX_ARGS) < 0, "split too many");
+	strcpy(line, "  a  ");
+	CHECK(io_split(line, argv, MAX_ARGS) == 1 && strcmp(argv[0], "a") == 0, "split spaces");
+
+	CHECK(auth_valid_name("alice"), "name alice");
+	CHECK(auth_valid_name("a.b-c_d+e@example.org"), "name with punctuation");
+	CHECK(!auth_valid_name(""), "empty name");
+	CHECK(!auth_valid_name(".alice"), "leading dot");
+	CHECK(!auth_valid_name("-alice"), "leading dash");
+	CHECK(!auth_valid_name("al ice"), "space");
+	CHECK(!auth_valid_name("al:ice"), "colon");
+	CHECK(auth_valid_name("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"), "64");
+	CHECK(!auth_valid_name("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"), "65");
+}
+
+/* Feed input through a pipe into io_getline and collect the results. */
+static void
+test_getline(void)
+{
+	static struct io io;
+	char input[2048], line[MAX_LINE];
+	size_t len = 0, n = 0;
+	int fds[2], r;
+
+	memset(input + n, 'a', 253), n += 253;
+	memcpy(input + n, "\r\n", 2), n += 2;           /* 255 with CRLF: fits */
+	memset(input + n, 'b', 254), n += 254;
+	memcpy(input + n, "\n", 1), n += 1;             /* 254 and a bare LF: fits */
+	memset(input + n, 'c', 254), n += 254;
+	memcpy(input + n, "\r\n", 2), n += 2;           /* 256: too long */
+	memcpy(input + n, "NOOP\r\n", 6), n += 6;
+	memset(input + n, 'd', 1000), n += 1000;
+	memcpy(input + n, "QUIT\r\n", 6), n += 6;       /* the tail of a long line */
+	memcpy(input + n, "NO\0OP\r\n", 7), n += 7;
+	memcpy(input + n, "STAT", 4), n += 4;           /* unterminated at EOF */
+
+	CHECK(pipe(fds) == 0, "pipe");
+	CHECK(write(fds[1], input, n) == (ssize_t)n, "write");
+	close(fds[1]);
+	io_init(&io, fds[0], 1, 5);
+	r = io_getline(&io, line, &len);
+	CHECK(r == IO_LINE && len == 253, "255 octets accepted (r=%d len=%zu)", r, len);
+	r = io_getline(&io, line, &len);
+	CHECK(r == IO_LINE && len == 254, "254 + LF accepted (r=%d len=%zu)", r, len);
+	r = io_getline(&io, line, &len);
+	CHECK(r == IO_TOOLONG, "256 octets too long (r=%d)", r);
+	r = io_getline(&io, line, &len);
+	CHECK(r == IO_LINE && strcmp(line, "NOOP") == 0, "line after the long one");
+	r = io_getline(&io, line, &len);
+	CHECK(r == IO_TOOLONG, "1006 octets: one too-long (r=%d)", r);
+	r = io_getline(&io, line, &len);
+	CHECK(r == IO_NUL, "NUL voids the line (r=%d)", r);
+	r = io_getline(&io, line, &len);
+	CHECK(r == IO_EOF, "unterminated line at EOF is not run (r=%d)", r);
+	close(fds[0]);
+}
+
+/* ---- mbox ---- */
+
+static int
+write_file(const char *path, const char *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	int ok = fd >= 0 && write(fd, data, len) == (ssize_t)len;
+
+	if (fd >= 0)
+		close(fd);
+	return ok ? 0 : -1;
+}
+
+static int
+load(struct maildrop *md, const char *data, size_t len)
+{
+	char path[256], err[512];
+
+	snprintf(path, sizeof(path), "%s/mbox", tmpdir);
+	if (write_file(path, data, len) < 0)
+		return -1;
+	maildrop_init(md);
+	snprintf(md->path, sizeof(md->path), "%s", path);
+	return maildrop_load(md, err, sizeof(err));
+}
+
+/* Send message i (lines as for maildrop_send) and return what was written. */
+static char *
+sent(struct maildrop *md, size_t i, long lines, size_t *outlen)
+{
+	static struct io io;
+	char path[256], err[512], *buf;
+	FILE *f;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/out", tmpdir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	io_init(&io, -1, fd, 5);
+	if (maildrop_send(md, i, lines, &io, err, sizeof(err)) < 0)
+		printf("send: %s\n", err);
+	io_flush(&io);
+	close(fd);
+	f = fopen(path, "rb");
+	buf = calloc(1, 8 << 20);
+	*outlen = fread(buf, 1, 8 << 20, f);
+	fclose(f);
+	return buf;
+}
+
+#define S(x) x, sizeof(x) - 1
+
+static void
+test_mbox_basic(void)
+{
+	struct maildrop md;
+	char *out;
+	size_t n;
+
+	CHECK(load(&md, S("")) == MD_OK && md.count == 0, "empty file");
+	maildrop_close(&md);
+	CHECK(load(&md, S("hello\nworld\n")) == MD_PERM, "not an mbox");
+	maildrop_close(&md);
+
+	CHECK(load(&md, S("From a@b Mon Jan  1 00:00:00 2024\nSubject: one\n\nHello\n.dot\n\n"
+	    "From c@d Mon Jan  1 00:00:00 2024\r\nSubject: two\r\n\r\nbody\r\n\r\n"
+	    "From e@f Tue\nSubject: three\n\nno newline")) == MD_OK, "load three");
+	CHECK(md.count == 3, "three messages (%zu)", md.count);
+	CHECK(md.msgs[0].size == 14 + 2 + 7 + 6, "size 1: %ju", (uintmax_t)md.msgs[0].size);
+	CHECK(md.msgs[1].size == 14 + 2 + 6, "size 2 (stored CRLF not doubled): %ju",
+	    (uintmax_t)md.msgs[1].size);
+	CHECK(md.msgs[2].size == 16 + 2 + 12, "size 3 (final newline supplied): %ju",
+	    (uintmax_t)md.msgs[2].size);
+	out = sent(&md, 0, -1, &n);
+	CHECK(n == md.msgs[0].size + 1 && memcmp(out, "Subject: one\r\n\r\nHello\r\n..dot\r\n", n) == 0,
+	    "RETR 1 bytes, dot-stuffed");
+	free(out);
+	out = sent(&md, 1, -1, &n);
+	CHECK(n == md.msgs[1].size && memcmp(out, "Subject: two\r\n\r\nbody\r\n", n) == 0,
+	    "RETR 2 bytes");
+	free(out);
+	out = sent(&md, 2, -1, &n);
+	CHECK(n == md.msgs[2].size && memcmp(out, "Subject: three\r\n\r\nno newline\r\n", n) == 0,
+	    "RETR 3 bytes");
+	free(out);
+	out = sent(&md, 0, 0, &n);
+	CHECK(n == 16 && memcmp(out, "Subject: one\r\n\r\n", n) == 0, "TOP 1 0");
+	free(out);
+	out = sent(&md, 0, 1, &n);
+	CHECK(n == 23 && memcmp(out, "Subject: one\r\n\r\nHello\r\n", n) == 0, "TOP 1 1");
+	free(out);
+	out = sent(&md, 0, 100, &n);
+	CHECK(n == 30, "TOP 1 100 gives everything");
+	free(out);
+	maildrop_close(&md);
+}
+
+static void
+test_mbox_separators(void)
+{
+	struct maildrop md;
+	char *out;
+	size_t n;
+
+	CHECK(load(&md, S("From a\nX: y\n\nline\nFrom not a separator\n>From quoted\n")) == MD_OK &&
+	    md.count == 1, "From inside a paragraph is content (%zu)", md.count);
+	out = sent(&md, 0, -1, &n);
+	CHECK(n == md.msgs[0].size &&
+	    memcmp(out, "X: y\r\n\r\nline\r\nFrom not a separator\r\n>From quoted\r\n", n) == 0,
+	    "From lines sent as stored");
+	free(out);
+	maildrop_close(&md);
+
+	CHECK(load(&md, S("From a\n\n\nFrom b\n")) == MD_OK && md.count == 2, "blank lines");
+	CHECK(md.msgs[0].size == 2 && md.msgs[1].size == 0, "sizes %ju %ju",
+	    (uintmax_t)md.msgs[0].size, (uintmax_t)md.msgs[1].size);
+	maildrop_close(&md);
+
+	CHECK(load(&md, S("From a\nS: 1\n\nb\n\r\nFrom b\nS: 2\n\n")) == MD_OK && md.count == 2,
+	    "a CR-only line separates");
+	CHECK(md.msgs[0].size == 6 + 2 + 3 && md.msgs[1].size == 6, "sizes %ju %ju",
+	    (uintmax_t)md.msgs[0].size, (uintmax_t)md.msgs[1].size);
+	maildrop_close(&md);
+
+	CHECK(load(&md, S("From a\nS: 1\n\nx\0y\n")) == MD_OK && md.msgs[0].size == 6 + 2 + 5,
+	    "NUL in a message");
+	out = sent(&md, 0, -1, &n);
+	CHECK(n == 13 && memcmp(out, "S: 1\r\n\r\nx\0y\r\n", n) == 0, "NUL sent as is");
+	free(out);
+	maildrop_close(&md);
+
+	CHECK(load(&md, S("From a\nS: 1\n\nab\r\r\nc\rd\n")) == MD_OK &&
+	    md.msgs[0].size == 6 + 2 + 5 + 5, "bare CRs are content (%ju)", (uintmax_t)md.msgs[0].size);
+	out = sent(&md, 0, -1, &n);
+	CHECK(n == 18 && memcmp(out, "S: 1\r\n\r\nab\r\r\nc\rd\r\n", n) == 0, "bare CRs sent");
+	free(out);
+	maildrop_close(&md);
+}
+
+static void
+test_mbox_long_lines(void)
+{
+	size_t len = 300000, n;
+	char *data = malloc(len + 64), *out;
+	struct maildrop md;
+	size_t i, off = 0;
+
+	off += (size_t)sprintf(data, "From a\nS: 1\n\n");
+	for (i = 0; i < 200000; i++)
+		data[off++] = i % 2 ? 'x' : '.';
+	data[off++] = '\r';
+	data[off++] = '\n';
+	off += (size_t)sprintf(data + off, ".\n\nFrom b\n");
+	CHECK(load(&md, data, off) == MD_OK && md.count == 2, "long line");
+	CHECK(md.msgs[0].size == 6 + 2 + 200002 + 3, "long line size %ju",
+	    (uintmax_t)md.msgs[0].size);
+	out = sent(&md, 0, -1, &n);
+	CHECK(n == md.msgs[0].size + 2 && out[8] == '.' && out[9] == '.' &&
+	    memcmp(out + n - 6, "\r\n..\r\n", 6) == 0, "long line sent (%zu)", n);
+	free(out);
+	free(data);
+	maildrop_close(&md);
+}
+
+static void
+uidl_of(struct maildrop *md, size_t i, char *out)
+{
+	maildrop_uidl(md, i, out);
+}
+
+static void
+test_uidl(void)
+{
+	struct maildrop md;
+	char u[6][UIDL_LEN], want[33];
+
+	CHECK(load(&md, S(
+	    "From a\nDate: 1\nReceived: by x\n\tid 1\nSubject: a\nStatus: RO\n\nbody\n\n"
+	    "From a\nDate: 1\nReceived: by x\n\tid 1\nSubject: b\nX-Status: A\n\nbody\n\n"
+	    "From a\nDate: 1\nReceived: by x\n\tid 2\nSubject: a\n\nbody\n\n"
+	    "From a\nReceived: by x\n\tid 1\nDate: 2\n\nbody\n\n"
+	    "From a\nReceived: by x\n\tid 1\nDate: 3\n\nbody\n\n"
+	    "From a\nDelivered-To: u\nMessage-ID: <m>\nReceived: by y\n\nbody2\n")) == MD_OK &&
+	    md.count == 6, "load uidl corpus");
+	for (size_t i = 0; i < 6; i++)
+		uidl_of(&md, i, u[i]);
+	md5_of("Date: 1\nReceived: by x\n\tid 1\nbody=5\n", want);
+	CHECK(strcmp(u[0], want) == 0, "uidl 1 = %s, want %s", u[0], want);
+	CHECK(strcmp(u[1], want) != 0 && strncmp(u[1], want, 32) == 0 && strcmp(u[1] + 32, "-2") == 0,
+	    "Subject/X-Status ignored: a duplicate gets -2 (%s)", u[1]);
+	CHECK(strncmp(u[2], u[0], 32) != 0, "continuation line is part of Received");
+	md5_of("Received: by x\n\tid 1\nbody=5\n", want);
+	CHECK(strcmp(u[3], want) == 0, "Date after Received ignored (%s)", u[3]);
+	CHECK(strncmp(u[4], want, 32) == 0 && strcmp(u[4] + 32, "-2") == 0,
+	    "so these two are duplicates (%s)", u[4]);
+	md5_of("Delivered-To: u\nMessage-ID: <m>\nReceived: by y\nbody=6\n", want);
+	CHECK(strcmp(u[5], want) == 0, "Delivered-To and Message-ID (%s)", u[5]);
+	maildrop_close(&md);
+}
+
+static void
+test_update(void)
+{
+	const char orig[] = "From a\nS: 1\n\none\n\nFrom b\nS: 2\n\ntwo\n\nFrom c\nS: 3\n\nthree\n";
+	const char extra[] = "\nFrom d\nS: 4\n\nfour\n";
+	char path[256], err[512], buf[512];
+	struct maildrop md;
+	struct stat before, after;
+	ssize_t n;
+	int fd;
+
+	CHECK(load(&md, S(orig)) == MD_OK && md.count == 3, "load for update");
+	snprintf(path, sizeof(path), "%s/mbox", tmpdir);
+	stat(path, &before);
+	/* A delivery during the session. */
+	fd = open(path, O_WRONLY | O_APPEND);
+	CHECK(write(fd, extra, sizeof(extra) - 1) == (ssize_t)sizeof(extra) - 1, "append");
+	close(fd);
+	md.msgs[1].deleted = 1;
+	CHECK(maildrop_update(&md, err, sizeof(err)) == MD_OK, "update: %s", err);
+	maildrop_close(&md);
+	stat(path, &after);
+	fd = open(path, O_RDONLY);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n < 0 ? 0 : n] = '\0';
+	CHECK(strcmp(buf, "From a\nS: 1\n\none\n\nFrom c\nS: 3\n\nthree\n\nFrom d\nS: 4\n\nfour\n") == 0,
+	    "deleted the middle, kept the append:\n%s", buf);
+	CHECK(before.st_ino == after.st_ino, "same inode");
+
+	CHECK(load(&md, S(orig)) == MD_OK, "load again");
+	md.msgs[0].deleted = md.msgs[1].deleted = md.msgs[2].deleted = 1;
+	CHECK(maildrop_update(&md, err, sizeof(err)) == MD_OK, "delete all");
+	maildrop_close(&md);
+	stat(path, &after);
+	CHECK(after.st_size == 0, "all deleted: empty file (%jd)", (intmax_t)after.st_size);
+
+	CHECK(load(&md, S(orig)) == MD_OK, "load a third time");
+	md.msgs[2].deleted = 1;
+	CHECK(maildrop_update(&md, err, sizeof(err)) == MD_OK, "delete the last");
+	maildrop_close(&md);
+	fd = open(path, O_RDONLY);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n < 0 ? 0 : n] = '\0';
+	CHECK(strcmp(buf, "From a\nS: 1\n\none\n\nFrom b\nS: 2\n\ntwo\n\n") == 0, "deleted the last");
+}
+
+int
+main(void)
+{
+	char cmd[300];
+
+	if (mkdtemp(tmpdir) == NULL) {
+		perror("mkdtemp");
+		return 1;
+	}
+	test_md5();
+	test_parse();
+	test_getline();
+	test_mbox_basic();
+	test_mbox_separators();
+	test_mbox_long_lines();
+	test_uidl();
+	test_update();
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	if (system(cmd) != 0)
+		printf("could not remove %s\n", tmpdir);
+	printf("unit: %d passed, %d failed\n", passed, failed);
+	return failed != 0;
+}
