@@ -25,7 +25,7 @@ ALL_CFLAGS = -std=c11 $(WARNINGS) -D_FILE_OFFSET_BITS=64 $(CRYPT_CFLAGS) $(SD_CF
 	$(CFLAGS) $(CFLAGS_EXTRA)
 LIBS = $(CRYPT_LIBS) $(SD_LIBS)
 
-OBJS = pop3d.o io.o auth.o maildrop.o md5.o
+OBJS = pop3d.o io.o auth.o maildrop.o mbox.o maildir.o md5.o
 HDRS = config.h io.h auth.h maildrop.h md5.h
 SRCS = $(OBJS:.o=.c)
 ASAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -38,14 +38,16 @@ pop3d: $(OBJS)
 %.o: %.c $(HDRS)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-tests/unit: tests/unit.c io.o auth.o maildrop.o md5.o $(HDRS)
-	$(CC) $(ALL_CFLAGS) -I. -o $@ tests/unit.c io.o auth.o maildrop.o md5.o $(LIBS)
+LIBOBJS = io.o auth.o maildrop.o mbox.o maildir.o md5.o
+
+tests/unit: tests/unit.c $(LIBOBJS) $(HDRS)
+	$(CC) $(ALL_CFLAGS) -I. -o $@ tests/unit.c $(LIBOBJS) $(LIBS)
 
 pop3d-asan: $(SRCS) $(HDRS)
 	$(CC) $(ALL_CFLAGS) $(ASAN) -o $@ $(SRCS) $(LIBS)
 
 tests/unit-asan: tests/unit.c $(SRCS) $(HDRS)
-	$(CC) $(ALL_CFLAGS) $(ASAN) -I. -o $@ tests/unit.c io.c auth.c maildrop.c md5.c $(LIBS)
+	$(CC) $(ALL_CFLAGS) $(ASAN) -I. -o $@ tests/unit.c $(LIBOBJS:.o=.c) $(LIBS)
 
 deps:
 	sh scripts/deps.sh

@@ -1,6 +1,7 @@
 /*
- * maildrop.h - one user's maildrop for one session: the session lock, the
- * message list frozen at login, sending messages, and the UPDATE at QUIT.
+ * maildrop.h - one user's maildrop for one session, whatever its kind: the
+ * session lock, the message list frozen at login, sending messages, and the
+ * UPDATE at QUIT. mbox.c and maildir.c are the two back ends behind it.
  */
 #ifndef POP3D_MAILDROP_H
 #define POP3D_MAILDROP_H
@@ -13,45 +14,75 @@
 #include "config.h"
 #include "io.h"
 
+enum { KIND_MBOX, KIND_MAILDIR };
+
 struct msg {
-	off_t start;                    /* the "From " line */
-	off_t body;                     /* first octet of the message proper */
+	off_t start;                    /* mbox: the "From " line */
+	off_t body;                     /* first octet to send (maildir: 0) */
 	off_t end;                      /* end of the message, before any separator line */
 	uint64_t size;                  /* octets as sent: CRLF line ends, no dot-stuffing */
-	unsigned char digest[16];       /* UIDL digest */
-	uint32_t dup;                   /* earlier messages with the same digest */
-	unsigned char deleted;
+	unsigned char digest[16];       /* mbox: UIDL digest */
+	uint32_t dup;                   /* mbox: earlier messages with the same digest */
+	uint32_t name;                  /* maildir: offset of the file name in names */
+	unsigned char deleted;          /* marked by DELE */
+	unsigned char seen;             /* sent whole by RETR */
+	unsigned char in_new;           /* maildir: in new/, else in cur/ */
 };
 
 struct maildrop {
+	int kind;
 	char path[MAX_PATH];
-	int fd;                         /* the mbox, or -1 when it does not exist */
+	int fd;                         /* mbox: the file; maildir: the directory; or -1 */
 	int lockfd;                     /* session lock (flock), -1 when not held */
-	struct stat st;                 /* the mbox when loaded */
+	int msgfd;                      /* the message being sent */
+	struct stat st;                 /* mbox: the file when loaded */
 	size_t count;                   /* messages, deleted ones included */
 	struct msg *msgs;
+	char *names;                    /* maildir: NUL-terminated file names */
+	size_t names_len, names_cap;
+	size_t not_removed;             /* after a failed update: deletions not done */
 };
 
-/* Results; the session maps them to response codes. */
-enum { MD_OK, MD_INUSE, MD_TEMP, MD_PERM };
+/* Results; the session maps them to replies and response codes. */
+enum { MD_OK, MD_INUSE, MD_TEMP, MD_PERM, MD_GONE };
 
 void maildrop_init(struct maildrop *);
-/* Take the session lock for the maildrop at path, in lockdir. Call before
- * giving up root: the lock file lives in a root-only directory. */
+/* Decide the kind of the maildrop at path; for an mbox take the session lock
+ * in lockdir. Call before giving up root: the lock directory is root's. */
 int maildrop_lock(struct maildrop *, const char *path, const char *lockdir,
     char *err, size_t errlen);
-/* Open and scan the maildrop under the delivery agents' lock. */
+/* As the user: open and scan the maildrop (a Maildir takes its session lock
+ * here, inside itself). */
 int maildrop_load(struct maildrop *, char *err, size_t errlen);
 /* The UIDL of message i (0-based). */
 void maildrop_uidl(const struct maildrop *, size_t i, char out[UIDL_LEN]);
-/* Send message i to io with CRLF line ends and dot-stuffing, without the
- * final ".": all of it when lines < 0, else the header and that many body
- * lines. -1 when the message can no longer be read as loaded. */
+/* Before "+OK" to RETR or TOP: MD_GONE when another program removed message i,
+ * MD_TEMP when it can no longer be read as loaded. */
+int maildrop_open_msg(struct maildrop *, size_t i, char *err, size_t errlen);
+/* Send the opened message i to io with CRLF line ends and dot-stuffing,
+ * without the final ".": all of it when lines < 0, else the header and that
+ * many body lines. -1 when it could not be sent whole and unchanged. */
 int maildrop_send(struct maildrop *, size_t i, long lines, struct io *io,
     char *err, size_t errlen);
-/* Remove the deleted messages; keeps mail delivered since the load. */
+/* Remove the deleted messages, keeping mail delivered since the load. */
 int maildrop_update(struct maildrop *, char *err, size_t errlen);
 /* Release everything, the session lock included. */
 void maildrop_close(struct maildrop *);
+
+/* Back ends, for maildrop.c. */
+int mbox_load(struct maildrop *, char *err, size_t errlen);
+int mbox_check(struct maildrop *, char *err, size_t errlen);
+int mbox_update(struct maildrop *, char *err, size_t errlen);
+int maildir_load(struct maildrop *, char *err, size_t errlen);
+int maildir_open_msg(struct maildrop *, size_t i, char *err, size_t errlen);
+int maildir_update(struct maildrop *, char *err, size_t errlen);
+void maildir_uidl(const struct maildrop *, size_t i, char out[UIDL_LEN]);
+/* Counting a stored message's size as sent, chunk by chunk. */
+struct sizer {
+	uint64_t octets, lf, crlf;
+	int last;                       /* the previous octet, or -1 */
+};
+void sizer_add(struct sizer *, const char *p, size_t n);
+uint64_t sizer_size(const struct sizer *);
 
 #endif

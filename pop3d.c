@@ -155,16 +155,16 @@ login(struct session *s, int r, const char *name, int known)
 		return END;
 	}
 	r = maildrop_lock(&s->md, s->who.maildrop, s->lockdir, err, sizeof(err));
+	if (r == MD_OK) {
+		if (auth_become(&s->who, err, sizeof(err)) < 0)
+			return fatal(s, "SYS/PERM", err);
+		r = maildrop_load(&s->md, err, sizeof(err));
+	}
 	if (r == MD_INUSE) {
 		syslog(LOG_NOTICE, "in-use user=%s rhost=%s", s->who.name, s->rhost);
 		reply(s, "-ERR [IN-USE] maildrop is locked by another session");
 		return END;
 	}
-	if (r != MD_OK)
-		return fatal(s, "SYS/TEMP", err);
-	if (auth_become(&s->who, err, sizeof(err)) < 0)
-		return fatal(s, "SYS/PERM", err);
-	r = maildrop_load(&s->md, err, sizeof(err));
 	if (r != MD_OK)
 		return fatal(s, r == MD_PERM ? "SYS/PERM" : "SYS/TEMP", err);
 
@@ -274,12 +274,16 @@ cmd_quit(struct session *s, int argc, char **argv)
 		s->status = 0;
 		return END;
 	}
+	err[0] = '\0';
 	if (maildrop_update(&s->md, err, sizeof(err)) != MD_OK) {
 		syslog(LOG_ERR, "error user=%s rhost=%s: %s", s->who.name, s->rhost, err);
+		reply(s, "-ERR [SYS/TEMP] update failed: %zu deleted messages not removed",
+		    s->md.not_removed);
 		maildrop_close(&s->md);
-		reply(s, "-ERR [SYS/TEMP] update failed, no messages deleted");
 		return END;
 	}
+	if (err[0] != '\0')
+		syslog(LOG_WARNING, "warning user=%s rhost=%s: %s", s->who.name, s->rhost, err);
 	live_totals(s, &kept, &octets);
 	maildrop_close(&s->md);         /* durable: now others may lock it */
 	syslog(LOG_INFO, "logout user=%s rhost=%s retr=%lu dele=%lu kept=%zu octets_sent=%ju "
@@ -354,13 +358,24 @@ cmd_uidl(struct session *s, int argc, char **argv)
 	return GO_ON;
 }
 
-/* RETR and TOP. A message that cannot be sent as loaded ends the session
- * without the final ".", so the client never takes stale data for whole. */
+/* RETR and TOP, after the "+OK" line in first. A message that cannot be
+ * sent whole and as loaded ends the session without the final ".", so the
+ * client never takes stale or partial data for a message. */
 static int
-send_message(struct session *s, size_t i, long lines)
+send_message(struct session *s, size_t i, long lines, const char *first)
 {
 	char err[512];
+	int r = maildrop_open_msg(&s->md, i, err, sizeof(err));
 
+	if (r != MD_OK) {
+		syslog(LOG_WARNING, "warning user=%s rhost=%s: %s", s->who.name, s->rhost, err);
+		if (r == MD_GONE)
+			reply(s, "-ERR message %zu was removed by another program", i + 1);
+		else
+			reply(s, "-ERR [SYS/TEMP] maildrop changed by another program, try later");
+		return GO_ON;
+	}
+	reply(s, "%s", first);
 	if (maildrop_send(&s->md, i, lines, &s->io, err, sizeof(err)) < 0) {
 		if (!s->io.failed)
 			syslog(LOG_ERR, "error user=%s rhost=%s: %s", s->who.name, s->rhost, err);
@@ -373,14 +388,18 @@ send_message(struct session *s, size_t i, long lines)
 static int
 cmd_retr(struct session *s, int argc, char **argv)
 {
+	char first[64];
 	struct msg *m;
 	size_t i;
 
 	if (!args_ok(s, argc, 1, 1) || (m = message(s, argv[0], &i)) == NULL)
 		return GO_ON;
-	reply(s, "+OK %ju octets", (uintmax_t)m->size);
+	snprintf(first, sizeof(first), "+OK %ju octets", (uintmax_t)m->size);
+	if (send_message(s, i, -1, first) != GO_ON)
+		return END;
+	m->seen = 1;
 	s->retr++;
-	return send_message(s, i, -1);
+	return GO_ON;
 }
 
 static int
@@ -395,8 +414,8 @@ cmd_top(struct session *s, int argc, char **argv)
 		reply(s, "-ERR invalid line count");
 		return GO_ON;
 	}
-	reply(s, "+OK top of message follows");
-	return send_message(s, i, k > (unsigned long)LONG_MAX ? LONG_MAX : (long)k);
+	return send_message(s, i, k > (unsigned long)LONG_MAX ? LONG_MAX : (long)k,
+	    "+OK top of message follows");
 }
 
 static int

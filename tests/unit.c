@@ -1,7 +1,8 @@
 /*
  * tests/unit.c - unit tests: md5 (RFC 1321 vectors, the RFC 1939 APOP example),
  * the command-line reader and parser, the mbox parser (sizes, offsets, UIDL
- * selection and duplicates), message sending and the in-place update.
+ * selection and duplicates), message sending and the in-place update; the
+ * Maildir back end (order, sizes, UIDL, lock, renames, update).
  * Prints a line per failure and a closing "N passed, N failed".
  */
 #define _GNU_SOURCE
@@ -211,7 +212,8 @@ sent(struct maildrop *md, size_t i, long lines, size_t *outlen)
 	snprintf(path, sizeof(path), "%s/out", tmpdir);
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	io_init(&io, -1, fd, 5);
-	if (maildrop_send(md, i, lines, &io, err, sizeof(err)) < 0)
+	if (maildrop_open_msg(md, i, err, sizeof(err)) != MD_OK ||
+	    maildrop_send(md, i, lines, &io, err, sizeof(err)) < 0)
 		printf("send: %s\n", err);
 	io_flush(&io);
 	close(fd);
@@ -420,6 +422,139 @@ test_update(void)
 	CHECK(strcmp(buf, "From a\nS: 1\n\none\n\nFrom b\nS: 2\n\ntwo\n\n") == 0, "deleted the last");
 }
 
+/* ---- Maildir ---- */
+
+static void
+put(const char *dir, const char *name, const char *data)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s/%s", tmpdir, dir, name);
+	if (write_file(path, data, strlen(data)) < 0)
+		printf("cannot write %s\n", path);
+}
+
+static int
+exists(const char *dir, const char *name)
+{
+	char path[512];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s/%s", tmpdir, dir, name);
+	return stat(path, &st) == 0;
+}
+
+static int
+load_maildir(struct maildrop *md, const char *sub)
+{
+	char path[256], err[512];
+	int r;
+
+	snprintf(path, sizeof(path), "%s/%s/", tmpdir, sub);
+	maildrop_init(md);
+	if ((r = maildrop_lock(md, path, "/nonexistent", err, sizeof(err))) != MD_OK)
+		return r;
+	r = maildrop_load(md, err, sizeof(err));
+	if (r != MD_OK && r != MD_INUSE)
+		printf("maildir load: %s\n", err);
+	return r;
+}
+
+static void
+test_maildir(void)
+{
+	char path[512], err[512], u[UIDL_LEN], *out;
+	const char *longname = "1700000003.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:2,";
+	struct maildrop md, md2;
+	size_t n;
+	static const char *dirs[] = { "md", "md/new", "md/cur", "md/tmp" };
+
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(path, sizeof(path), "%s/%s", tmpdir, dirs[i]);
+		mkdir(path, 0700);
+	}
+	put("md/new", "1700000002.M1P1.host", "Subject: b\n\nbody b\n");
+	put("md/cur", "1700000001.M9P9.host:2,F", "Subject: a\r\n\r\nbody a\r\n.\r\n");
+	put("md/cur", "1700000001.M10P1.host,S=99,W=777:2,", "Subject: w\n\nW= is trusted\n");
+	put("md/cur", longname, "Subject: long\n\nno newline");
+	put("md/new", ".hidden", "x\n");
+	put("md/tmp", "1700000000.tmp.host", "Subject: in tmp\n\n");
+
+	CHECK(load_maildir(&md, "md") == MD_OK && md.count == 4, "maildir: 4 messages (%zu)", md.count);
+	maildrop_uidl(&md, 0, u);
+	CHECK(strcmp(u, "1700000001.M10P1.host,S=99,W=777") == 0, "order: time, then name (%s)", u);
+	maildrop_uidl(&md, 1, u);
+	CHECK(strcmp(u, "1700000001.M9P9.host") == 0, "uidl is the unique part (%s)", u);
+	maildrop_uidl(&md, 2, u);
+	CHECK(strcmp(u, "1700000002.M1P1.host") == 0, "new/ message third (%s)", u);
+	maildrop_uidl(&md, 3, u);
+	CHECK(strlen(u) == 32 && strspn(u, "0123456789abcdef") == 32, "long name hashed (%s)", u);
+	CHECK(md.msgs[0].size == 777, "W= size used (%ju)", (uintmax_t)md.msgs[0].size);
+	CHECK(md.msgs[1].size == 12 + 2 + 8 + 3, "CRLF stored, counted once (%ju)",
+	    (uintmax_t)md.msgs[1].size);
+	CHECK(md.msgs[3].size == 15 + 2 + 12, "final newline supplied (%ju)",
+	    (uintmax_t)md.msgs[3].size);
+	out = sent(&md, 1, -1, &n);
+	CHECK(n == md.msgs[1].size + 1 && memcmp(out, "Subject: a\r\n\r\nbody a\r\n..\r\n", n) == 0,
+	    "maildir RETR bytes");
+	free(out);
+
+	/* A second session is refused while the first holds the lock. */
+	CHECK(load_maildir(&md2, "md") == MD_INUSE, "maildir lock: IN-USE");
+	maildrop_close(&md2);
+
+	/* Another program renames message 2 (flags) and removes message 4. */
+	snprintf(path, sizeof(path), "%s/md/cur/1700000001.M9P9.host:2,F", tmpdir);
+	snprintf(err, sizeof(err), "%s/md/cur/1700000001.M9P9.host:2,FR", tmpdir);
+	CHECK(rename(path, err) == 0, "rename by another program");
+	snprintf(path, sizeof(path), "%s/md/cur/%s", tmpdir, longname);
+	unlink(path);
+	out = sent(&md, 1, 0, &n);
+	CHECK(n == 14 && memcmp(out, "Subject: a\r\n\r\n", n) == 0, "renamed message found again");
+	free(out);
+	CHECK(maildrop_open_msg(&md, 3, err, sizeof(err)) == MD_GONE, "removed message: gone");
+
+	/* A delivery during the session is not shown and not lost. */
+	put("md/new", "1700000009.M1P1.host", "Subject: late\n\n");
+	md.msgs[1].seen = 1;            /* RETR */
+	md.msgs[2].seen = 1;            /* RETR of a new/ message */
+	md.msgs[0].deleted = 1;
+	md.msgs[3].deleted = 1;         /* already removed: fine */
+	CHECK(maildrop_update(&md, err, sizeof(err)) == MD_OK, "maildir update");
+	maildrop_close(&md);
+	CHECK(!exists("md/cur", "1700000001.M10P1.host,S=99,W=777:2,"), "deleted message unlinked");
+	CHECK(exists("md/cur", "1700000001.M9P9.host:2,FRS"), "S added in order to cur/ flags");
+	CHECK(exists("md/cur", "1700000002.M1P1.host:2,S") && !exists("md/new", "1700000002.M1P1.host"),
+	    "new/ message moved to cur/ with :2,S");
+	CHECK(exists("md/new", "1700000009.M1P1.host"), "late delivery kept in new/");
+	CHECK(exists("md/tmp", "1700000000.tmp.host"), "tmp/ untouched");
+	CHECK(load_maildir(&md, "md") == MD_OK && md.count == 3, "next session: 3 (%zu)", md.count);
+	maildrop_close(&md);
+	CHECK(load_maildir(&md, "nonexistent") == MD_OK && md.count == 0, "missing Maildir is empty");
+	maildrop_close(&md);
+	snprintf(path, sizeof(path), "%s/nonexistent", tmpdir);
+	CHECK(access(path, F_OK) != 0, "missing Maildir not created");
+}
+
+static void
+test_sizer(void)
+{
+	static const struct { const char *s; uint64_t size; } v[] = {
+		{ "", 0 }, { "a", 3 }, { "a\n", 3 }, { "a\r\n", 3 }, { "a\r", 4 },
+		{ "\n\n", 4 }, { "a\r\r\n", 4 }, { "a\nb", 6 }, { "\r\n\r\n", 4 },
+	};
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		for (size_t cut = 0; cut <= strlen(v[i].s); cut++) {
+			struct sizer z = { .last = -1 };
+
+			sizer_add(&z, v[i].s, cut);
+			sizer_add(&z, v[i].s + cut, strlen(v[i].s) - cut);
+			CHECK(sizer_size(&z) == v[i].size, "size of \"%s\" split at %zu: %ju", v[i].s, cut,
+			    (uintmax_t)sizer_size(&z));
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -437,6 +572,8 @@ main(void)
 	test_mbox_long_lines();
 	test_uidl();
 	test_update();
+	test_sizer();
+	test_maildir();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 	if (system(cmd) != 0)
 		printf("could not remove %s\n", tmpdir);

@@ -1,0 +1,515 @@
+/*
+ * maildir.c - the Maildir back end of maildrop.c.
+ *
+ * Messages are the regular files in new/ and cur/ (never tmp/, never
+ * dot-files), ordered by delivery time, the number before the first "." of
+ * the name, then by the rest of the unique name (the part before ":"). The
+ * size as sent comes from a ",W=<n>" field of the name when there is one
+ * (Dovecot and Courier write it), else from counting the file. The UIDL is
+ * the unique name, or the MD5 of it when it does not fit the UIDL rules.
+ *
+ * Other programs may work on the Maildir meanwhile: a message renamed (an IMAP
+ * server changing flags, or moving it from new/ to cur/) is found again by its
+ * unique name; one removed is gone for this session only.
+ *
+ * At QUIT deleted messages are unlinked, and messages sent whole by RETR get
+ * the Seen flag (new/x -> cur/x:2,S; cur/x:2,F -> cur/x:2,FS). Each step is
+ * one atomic unlink or rename, so a crash leaves every message in exactly one
+ * place. The directories are fsynced before +OK.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "maildrop.h"
+#include "md5.h"
+
+#define LOCK_NAME "pop3d.lock"
+#define MAX_UIDL 70
+
+static const char *
+name_of(const struct maildrop *md, size_t i)
+{
+	return md->names + md->msgs[i].name;
+}
+
+/* Octets of the unique part: the name up to the ":" that starts its info. */
+static size_t
+unique_len(const char *name)
+{
+	const char *c = strchr(name, ':');
+
+	return c != NULL ? (size_t)(c - name) : strlen(name);
+}
+
+static int
+same_unique(const char *a, const char *b)
+{
+	size_t n = unique_len(a);
+
+	return n == unique_len(b) && memcmp(a, b, n) == 0;
+}
+
+/* Store name in the arena; its offset, or -1 without memory. */
+static long
+store_name(struct maildrop *md, const char *name)
+{
+	size_t n = strlen(name) + 1, off = md->names_len;
+
+	if (md->names_len + n > md->names_cap) {
+		size_t cap = md->names_cap ? md->names_cap * 2 : 4096;
+		char *p;
+
+		while (cap < md->names_len + n)
+			cap *= 2;
+		if (cap > UINT32_MAX || (p = realloc(md->names, cap)) == NULL)
+			return -1;
+		md->names = p;
+		md->names_cap = cap;
+	}
+	memcpy(md->names + off, name, n);
+	md->names_len += n;
+	return (long)off;
+}
+
+static int
+add_message(struct maildrop *md, size_t *cap, const char *name, int in_new,
+    char *err, size_t errlen)
+{
+	long off;
+
+	if (md->count == MAX_MESSAGES) {
+		snprintf(err, errlen, "%s: more than %d messages (limit MAX_MESSAGES)",
+		    md->path, MAX_MESSAGES);
+		return MD_PERM;
+	}
+	if (md->count == *cap) {
+		size_t n = *cap ? *cap * 2 : 64;
+		struct msg *p = reallocarray(md->msgs, n, sizeof(*p));
+
+		if (p == NULL)
+			goto nomem;
+		md->msgs = p;
+		*cap = n;
+	}
+	if ((off = store_name(md, name)) < 0)
+		goto nomem;
+	memset(&md->msgs[md->count], 0, sizeof(md->msgs[0]));
+	md->msgs[md->count].name = (uint32_t)off;
+	md->msgs[md->count].in_new = (unsigned char)in_new;
+	md->count++;
+	return MD_OK;
+nomem:
+	snprintf(err, errlen, "%s: out of memory", md->path);
+	return MD_TEMP;
+}
+
+/* A regular file that is not a dot-file: a message. */
+static int
+is_message(int dirfd, const struct dirent *d)
+{
+	struct stat st;
+
+	if (d->d_name[0] == '.')
+		return 0;
+	if (d->d_type == DT_REG)
+		return 1;
+	if (d->d_type != DT_UNKNOWN)
+		return 0;
+	return fstatat(dirfd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+}
+
+static DIR *
+open_sub(struct maildrop *md, const char *sub)
+{
+	int fd = openat(md->fd, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d;
+
+	if (fd < 0)
+		return NULL;
+	if ((d = fdopendir(fd)) == NULL)
+		close(fd);
+	return d;
+}
+
+static int
+scan_sub(struct maildrop *md, const char *sub, size_t *cap, char *err, size_t errlen)
+{
+	struct dirent *d;
+	DIR *dir;
+	int r = MD_OK;
+
+	if ((dir = open_sub(md, sub)) == NULL) {
+		if (errno == ENOENT)
+			return MD_OK;   /* an incomplete Maildir holds nothing there */
+		snprintf(err, errlen, "%s/%s: %s", md->path, sub, strerror(errno));
+		return MD_TEMP;
+	}
+	errno = 0;
+	while (r == MD_OK && (d = readdir(dir)) != NULL)
+		if (is_message(dirfd(dir), d))
+			r = add_message(md, cap, d->d_name, sub[0] == 'n', err, errlen);
+	if (r == MD_OK && errno != 0) {
+		snprintf(err, errlen, "%s/%s: %s", md->path, sub, strerror(errno));
+		r = MD_TEMP;
+	}
+	closedir(dir);
+	return r;
+}
+
+/* Sorting: delivery time, then the unique name. */
+struct key {
+	const char *name;
+	uint64_t time;
+	struct msg m;
+};
+
+static uint64_t
+delivery_time(const char *name)
+{
+	uint64_t t = 0;
+
+	for (; *name >= '0' && *name <= '9'; name++)
+		t = t > (UINT64_MAX - 9) / 10 ? UINT64_MAX : t * 10 + (uint64_t)(*name - '0');
+	return t;
+}
+
+static int
+cmp_key(const void *a, const void *b)
+{
+	const struct key *x = a, *y = b;
+	size_t lx = unique_len(x->name), ly = unique_len(y->name);
+	int c;
+
+	if (x->time != y->time)
+		return x->time < y->time ? -1 : 1;
+	c = memcmp(x->name, y->name, lx < ly ? lx : ly);
+	if (c != 0)
+		return c;
+	if (lx != ly)
+		return lx < ly ? -1 : 1;
+	return (int)x->m.in_new - (int)y->m.in_new;  /* cur/ first */
+}
+
+/* Order the messages; a message seen in both new/ and cur/ (moved during
+ * the scan) counts once, as its cur/ copy. */
+static int
+sort_messages(struct maildrop *md)
+{
+	struct key *k;
+	size_t i, n = 0;
+
+	if (md->count == 0)
+		return 0;
+	if ((k = calloc(md->count, sizeof(*k))) == NULL)
+		return -1;
+	for (i = 0; i < md->count; i++) {
+		k[i].name = name_of(md, i);
+		k[i].time = delivery_time(k[i].name);
+		k[i].m = md->msgs[i];
+	}
+	qsort(k, md->count, sizeof(*k), cmp_key);
+	for (i = 0; i < md->count; i++)
+		if (n == 0 || !same_unique(k[i].name, k[n - 1].name))
+			k[n++] = k[i];
+	for (i = 0; i < n; i++)
+		md->msgs[i] = k[i].m;
+	md->count = n;
+	free(k);
+	return 0;
+}
+
+/* The ",W=<n>" size of the name's unique part, if it has a valid one. */
+static int
+name_size(const char *name, uint64_t *size)
+{
+	size_t n = unique_len(name);
+	const char *w = NULL, *p;
+	uint64_t v = 0;
+
+	for (p = name; (p = memchr(p, ',', n - (size_t)(p - name))) != NULL; p++)
+		if ((size_t)(p - name) + 3 <= n && p[1] == 'W' && p[2] == '=')
+			w = p + 3;
+	if (w == NULL || w >= name + n || *w < '0' || *w > '9')
+		return -1;
+	for (p = w; p < name + n && *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (p < name + n && *p != ',')
+		return -1;
+	*size = v;
+	return 0;
+}
+
+static int
+open_message_file(struct maildrop *md, size_t i)
+{
+	char path[8 + NAME_MAX + 1];
+
+	snprintf(path, sizeof(path), "%s/%s", md->msgs[i].in_new ? "new" : "cur", name_of(md, i));
+	return openat(md->fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+}
+
+/* Count a message's size from its file: 0, or -1 when the file is gone. */
+static int
+count_size(struct maildrop *md, size_t i)
+{
+	struct sizer z = { .last = -1 };
+	char buf[MBOX_READ_SIZE];
+	ssize_t n;
+	int fd = open_message_file(md, i);
+
+	if (fd < 0)
+		return -1;
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		sizer_add(&z, buf, (size_t)n);
+	close(fd);
+	if (n < 0)
+		return -1;
+	md->msgs[i].size = sizer_size(&z);
+	return 0;
+}
+
+static int
+measure(struct maildrop *md)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < md->count; i++) {
+		if (name_size(name_of(md, i), &md->msgs[i].size) < 0 && count_size(md, i) < 0)
+			continue;       /* removed since the scan: not part of this session */
+		md->msgs[n++] = md->msgs[i];
+	}
+	md->count = n;
+	return 0;
+}
+
+int
+maildir_load(struct maildrop *md, char *err, size_t errlen)
+{
+	size_t cap = 0;
+	int r;
+
+	md->fd = open(md->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (md->fd < 0 && errno == ENOENT)
+		return MD_OK;           /* no Maildir yet: empty, nothing to lock */
+	if (md->fd < 0) {
+		snprintf(err, errlen, "%s: %s", md->path, strerror(errno));
+		return errno == ENOTDIR || errno == EACCES ? MD_PERM : MD_TEMP;
+	}
+	md->lockfd = openat(md->fd, LOCK_NAME, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC |
+	    O_NOCTTY, 0600);
+	if (md->lockfd < 0) {
+		snprintf(err, errlen, "%s/%s: %s", md->path, LOCK_NAME, strerror(errno));
+		return MD_TEMP;
+	}
+	if (flock(md->lockfd, LOCK_EX | LOCK_NB) < 0) {
+		snprintf(err, errlen, "%s/%s: %s", md->path, LOCK_NAME, strerror(errno));
+		return errno == EWOULDBLOCK ? MD_INUSE : MD_TEMP;
+	}
+	/* new/ before cur/: a message moved between the two scans is seen twice,
+	 * never missed, and sort_messages() keeps one. */
+	if ((r = scan_sub(md, "new", &cap, err, errlen)) != MD_OK ||
+	    (r = scan_sub(md, "cur", &cap, err, errlen)) != MD_OK)
+		return r;
+	if (sort_messages(md) < 0 || measure(md) < 0) {
+		snprintf(err, errlen, "%s: out of memory", md->path);
+		return MD_TEMP;
+	}
+	return MD_OK;
+}
+
+void
+maildir_uidl(const struct maildrop *md, size_t i, char out[UIDL_LEN])
+{
+	const char *name = name_of(md, i);
+	size_t n = unique_len(name), j;
+	unsigned char d[16];
+	struct md5 ctx;
+
+	for (j = 0; j < n && name[j] >= 0x21 && name[j] <= 0x7e; j++)
+		;
+	if (n >= 1 && n <= MAX_UIDL && j == n) {
+		memcpy(out, name, n);
+		out[n] = '\0';
+		return;
+	}
+	md5_init(&ctx);
+	md5_update(&ctx, name, n);
+	md5_final(&ctx, d);
+	md5_hex(d, out);
+}
+
+/* Find message i again after another program renamed it: 0, or -1. */
+static int
+relocate(struct maildrop *md, size_t i)
+{
+	static const char *subs[] = { "cur", "new" };
+	const char *name = name_of(md, i);
+	struct dirent *d;
+	size_t s;
+
+	for (s = 0; s < 2; s++) {
+		DIR *dir = open_sub(md, subs[s]);
+
+		if (dir == NULL)
+			continue;
+		while ((d = readdir(dir)) != NULL) {
+			long off;
+
+			if (!is_message(dirfd(dir), d) || !same_unique(d->d_name, name))
+				continue;
+			off = store_name(md, d->d_name);
+			closedir(dir);
+			if (off < 0)
+				return -1;
+			md->msgs[i].name = (uint32_t)off;
+			md->msgs[i].in_new = s == 1;
+			return 0;
+		}
+		closedir(dir);
+	}
+	return -1;
+}
+
+int
+maildir_open_msg(struct maildrop *md, size_t i, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd = open_message_file(md, i);
+
+	if (fd < 0 && errno == ENOENT && relocate(md, i) == 0)
+		fd = open_message_file(md, i);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: message %s: %s", md->path, name_of(md, i),
+		    strerror(errno));
+		return errno == ENOENT ? MD_GONE : MD_TEMP;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: message %s: not a regular file", md->path, name_of(md, i));
+		close(fd);
+		return MD_GONE;
+	}
+	md->msgs[i].body = 0;
+	md->msgs[i].end = st.st_size;
+	md->msgfd = fd;
+	return MD_OK;
+}
+
+/* The name message i gets once seen: cur/<unique>:2,<flags with S>, flags
+ * kept in ASCII order. 0 with the name in out, or -1 when it needs none. */
+static int
+seen_name(const struct maildrop *md, size_t i, char *out, size_t len)
+{
+	const char *name = name_of(md, i), *info = name + unique_len(name);
+	const char *flags = "";
+	size_t n = 0;
+
+	if (info[0] == ':') {
+		if (strncmp(info, ":2,", 3) != 0)
+			return -1;      /* an info we do not know: leave it alone */
+		flags = info + 3;
+		if (strchr(flags, 'S') != NULL && !md->msgs[i].in_new)
+			return -1;      /* already seen */
+	}
+	n = (size_t)snprintf(out, len, "cur/%.*s:2,", (int)unique_len(name), name);
+	for (; *flags != '\0' && *flags < 'S' && n + 1 < len; flags++)
+		out[n++] = *flags;
+	if (strchr(flags, 'S') == NULL && n + 1 < len)
+		out[n++] = 'S';
+	n += (size_t)snprintf(out + n, len > n ? len - n : 0, "%s", flags);
+	return n < len ? 0 : -1;
+}
+
+static int
+mark_seen(struct maildrop *md, size_t i)
+{
+	char from[8 + NAME_MAX + 1], to[8 + NAME_MAX + 1];
+	int tries;
+
+	for (tries = 0; tries < 2; tries++) {
+		if (seen_name(md, i, to, sizeof(to)) < 0)
+			return 0;
+		snprintf(from, sizeof(from), "%s/%s", md->msgs[i].in_new ? "new" : "cur",
+		    name_of(md, i));
+		if (renameat(md->fd, from, md->fd, to) == 0)
+			return 0;
+		if (errno != ENOENT || relocate(md, i) < 0)
+			return -1;
+	}
+	return -1;
+}
+
+/* 0 when message i is gone from the Maildir, -1 when it could not be removed. */
+static int
+remove_message(struct maildrop *md, size_t i)
+{
+	char path[8 + NAME_MAX + 1];
+	int tries;
+
+	for (tries = 0; tries < 2; tries++) {
+		snprintf(path, sizeof(path), "%s/%s", md->msgs[i].in_new ? "new" : "cur",
+		    name_of(md, i));
+		if (unlinkat(md->fd, path, 0) == 0)
+			return 0;
+		if (errno != ENOENT)
+			return -1;
+		if (relocate(md, i) < 0)
+			return 0;       /* removed by another program: as wanted */
+	}
+	return -1;
+}
+
+static int
+sync_sub(struct maildrop *md, const char *sub)
+{
+	int fd = openat(md->fd, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int r;
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -1;
+	r = fsync(fd);
+	close(fd);
+	return r;
+}
+
+int
+maildir_update(struct maildrop *md, char *err, size_t errlen)
+{
+	size_t i, unseen = 0;
+
+	md->not_removed = 0;
+	for (i = 0; i < md->count; i++) {
+		struct msg *m = &md->msgs[i];
+
+		if (m->deleted) {
+			if (remove_message(md, i) < 0)
+				md->not_removed++;
+		} else if (m->seen) {
+			if (mark_seen(md, i) < 0)
+				unseen++;
+		}
+	}
+	if (sync_sub(md, "new") < 0 || sync_sub(md, "cur") < 0) {
+		snprintf(err, errlen, "%s: fsync: %s", md->path, strerror(errno));
+		return MD_TEMP;
+	}
+	if (md->not_removed > 0) {
+		snprintf(err, errlen, "%s: %zu deleted messages could not be removed",
+		    md->path, md->not_removed);
+		return MD_TEMP;
+	}
+	if (unseen > 0)                 /* not worth failing QUIT for: logged */
+		snprintf(err, errlen, "%s: %zu messages could not be marked seen", md->path, unseen);
+	return MD_OK;
+}
