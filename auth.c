@@ -370,10 +370,11 @@ auth_apop(const char *path, const char *name, const char *digest,
 }
 
 int
-auth_become(const struct user *u, char *err, size_t errlen)
+auth_become(const struct user *u, gid_t extra, char *err, size_t errlen)
 {
 	uid_t ruid, euid, suid;
-	gid_t rgid, egid, sgid;
+	gid_t rgid, egid, sgid, groups[2];
+	int ngroups = extra != (gid_t)-1;
 
 	if (geteuid() != 0)
 		return 0;               /* virtual mail: already the maildrop owner */
@@ -385,7 +386,7 @@ auth_become(const struct user *u, char *err, size_t errlen)
 		snprintf(err, errlen, "user %s: uid or gid 0 refused", u->name);
 		return -1;
 	}
-	if (setgroups(0, NULL) < 0 || setresgid(u->gid, u->gid, u->gid) < 0 ||
+	if (setgroups((size_t)ngroups, &extra) < 0 || setresgid(u->gid, u->gid, u->gid) < 0 ||
 	    setresuid(u->uid, u->uid, u->uid) < 0) {
 		snprintf(err, errlen, "user %s: cannot switch to uid %lu gid %lu: %s", u->name,
 		    (unsigned long)u->uid, (unsigned long)u->gid, strerror(errno));
@@ -398,7 +399,8 @@ auth_become(const struct user *u, char *err, size_t errlen)
 	if (getresuid(&ruid, &euid, &suid) < 0 || getresgid(&rgid, &egid, &sgid) < 0 ||
 	    ruid != u->uid || euid != u->uid || suid != u->uid ||
 	    rgid != u->gid || egid != u->gid || sgid != u->gid ||
-	    getgroups(0, NULL) != 0 || setuid(0) != -1 || setgid(0) != -1) {
+	    getgroups(2, groups) != ngroups || (ngroups == 1 && groups[0] != extra) ||
+	    setuid(0) != -1 || setgid(0) != -1) {
 		snprintf(err, errlen, "user %s: privilege switch did not hold", u->name);
 		return -1;
 	}

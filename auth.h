@@ -36,7 +36,8 @@ int auth_pass(const struct authinfo *, const char *path, const char *name,
     const char *pass, struct user *out, int *known);
 int auth_apop(const char *path, const char *name, const char *digest,
     const char *timestamp, struct user *out, int *known);
-/* As root, become the user for good. -1 with a reason in err. */
-int auth_become(const struct user *, char *err, size_t errlen);
+/* As root, become the user for good, keeping only the supplementary group
+ * extra when it is not (gid_t)-1. -1 with a reason in err. */
+int auth_become(const struct user *, gid_t extra, char *err, size_t errlen);
 
 #endif

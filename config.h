@@ -11,7 +11,7 @@
 
 /* Defaults that options override. */
 #define DEFAULT_USERFILE "/etc/pop3d/passwd"   /* -f */
-#define DEFAULT_LOCKDIR "/run/pop3d"           /* -l */
+#define DEFAULT_LOCKDIR "/var/lib/pop3d"       /* -l: session locks and mbox journals */
 #define DEFAULT_TIMEOUT 600                     /* -t: idle seconds after login (RFC 1939 minimum) */
 #define DEFAULT_AUTH_TIMEOUT 60                 /* -T: idle seconds before login */
 #define DEFAULT_FAIL_DELAY 2                    /* -D: seconds before a failed login is answered */
@@ -39,6 +39,7 @@
 #define MBOX_READ_SIZE 65536                    /* read size when scanning or sending an mbox */
 #define MBOX_LOCK_WAIT 10                       /* seconds to wait for the mbox fcntl lock */
 #define MBOX_LOCK_POLL_MS 50                    /* retry interval while waiting for it */
-#define UIDL_LEN 44                             /* room for 32 hex digits, "-", a counter, NUL */
+#define DOTLOCK_STALE 300                       /* seconds after which a dotlock is broken */
+#define UIDL_LEN 72                             /* a 70-octet UIDL and its NUL, with room to spare */
 
 #endif

@@ -6,10 +6,11 @@
  * lock, the conversion of stored messages to what POP3 sends (CRLF line ends,
  * dot-stuffing, a final newline supplied) and the count of that size.
  *
- * Session lock of an mbox: flock(2) on <lockdir>/<md5 of the path>.lock,
+ * Session lock of an mbox: flock(2) on <lockdir>/<md5 of "dev:ino">.lock,
  * opened by root before the switch to the user, in a directory only root can
- * write. A Maildir's is maildir.c's pop3d.lock inside it, taken as the user.
- * Either way the kernel drops the lock when the process dies.
+ * write; the same file holds the mbox's update journal (mbox.c). A Maildir's
+ * lock is maildir.c's pop3d.lock inside it, taken as the user. Either way the
+ * kernel drops the lock when the process dies.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,6 +33,7 @@ maildrop_init(struct maildrop *md)
 	md->fd = -1;
 	md->lockfd = -1;
 	md->msgfd = -1;
+	md->dotlock = 1;
 }
 
 void
@@ -77,7 +79,7 @@ maildrop_lock(struct maildrop *md, const char *path, const char *lockdir,
     char *err, size_t errlen)
 {
 	unsigned char d[16];
-	char name[40];
+	char name[40], key[MAX_PATH + 1];
 	struct md5 ctx;
 	struct stat st;
 	int dirfd, fd;
@@ -89,15 +91,30 @@ maildrop_lock(struct maildrop *md, const char *path, const char *lockdir,
 		return MD_OK;           /* locked inside itself, as the user */
 	}
 	md->kind = KIND_MBOX;
+	/* The file's identity names the lock, so every spelling of its path
+	 * shares one; a path with no file yet names its own. */
+	if (lstat(path, &st) == 0)
+		snprintf(key, sizeof(key), "%ju:%ju", (uintmax_t)st.st_dev, (uintmax_t)st.st_ino);
+	else
+		snprintf(key, sizeof(key), "%s", path);
 	md5_init(&ctx);
-	md5_update(&ctx, path, strlen(path));
+	md5_update(&ctx, key, strlen(key));
 	md5_final(&ctx, d);
 	md5_hex(d, name);
 	strcat(name, ".lock");
 
 	if ((dirfd = open_lockdir(lockdir, err, errlen)) < 0)
 		return MD_TEMP;
-	fd = openat(dirfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+	fd = openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0 && errno == ENOENT) {
+		/* New: make its name durable, for it will hold the update journal. */
+		fd = openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC |
+		    O_NOCTTY, 0600);
+		if (fd >= 0 && fsync(dirfd) < 0) {
+			close(fd);
+			fd = -1;
+		}
+	}
 	close(dirfd);
 	if (fd < 0) {
 		snprintf(err, errlen, "lock file %s/%s: %s", lockdir, name, strerror(errno));
@@ -145,7 +162,7 @@ maildrop_open_msg(struct maildrop *md, size_t i, char *err, size_t errlen)
 	if (md->kind == KIND_MAILDIR)
 		return maildir_open_msg(md, i, err, errlen);
 	md->msgfd = md->fd;
-	return mbox_check(md, err, errlen);
+	return mbox_verify(md, err, errlen);
 }
 
 int
@@ -271,7 +288,7 @@ maildrop_send(struct maildrop *md, size_t i, long lines, struct io *io,
 			io_put(io, "\r", 1);
 		io_put(io, "\r\n", 2);
 	}
-	if (md->kind == KIND_MBOX && mbox_check(md, err, errlen) != MD_OK)
+	if (md->kind == KIND_MBOX && mbox_verify(md, err, errlen) != MD_OK)
 		return -1;
 	return io->failed ? -1 : 0;
 }

@@ -33,9 +33,13 @@ struct maildrop {
 	int kind;
 	char path[MAX_PATH];
 	int fd;                         /* mbox: the file; maildir: the directory; or -1 */
-	int lockfd;                     /* session lock (flock), -1 when not held */
+	int lockfd;                     /* session lock (flock); for an mbox also its journal */
 	int msgfd;                      /* the message being sent */
 	struct stat st;                 /* mbox: the file when loaded */
+	struct stat vst;                /* mbox: the file when last found unchanged */
+	uint64_t hash;                  /* mbox: fingerprint of the octets loaded */
+	int dotlock;                    /* mbox: take <mbox>.lock too (default) */
+	int dotlocked;                  /* mbox: holding it now */
 	size_t count;                   /* messages, deleted ones included */
 	struct msg *msgs;
 	char *names;                    /* maildir: NUL-terminated file names */
@@ -71,7 +75,7 @@ void maildrop_close(struct maildrop *);
 
 /* Back ends, for maildrop.c. */
 int mbox_load(struct maildrop *, char *err, size_t errlen);
-int mbox_check(struct maildrop *, char *err, size_t errlen);
+int mbox_verify(struct maildrop *, char *err, size_t errlen);
 int mbox_update(struct maildrop *, char *err, size_t errlen);
 int maildir_load(struct maildrop *, char *err, size_t errlen);
 int maildir_open_msg(struct maildrop *, size_t i, char *err, size_t errlen);

@@ -1,30 +1,70 @@
 /*
  * mbox.c - the mbox back end of maildrop.c.
  *
- * Delivery agents' lock: fcntl on the mbox, held only while loading and while
- * updating, so a slow client never blocks delivery.
+ * Delivery agents' locks: a dotlock <mbox>.lock (O_EXCL, stale after
+ * DOTLOCK_STALE seconds) and then fcntl on the mbox, each tried without
+ * blocking for at most MBOX_LOCK_WAIT seconds, held only while loading and
+ * while updating, so a slow client never blocks delivery.
  *
  * Loading streams the file once through a fixed buffer (no line-length limit,
  * NUL-safe), recording for each message its offsets, its size as sent (CRLF
  * line ends, From_ and separator lines excluded, a missing final newline
- * supplied) and its UIDL digest. The update rewrites the file in place, from
- * the first deleted message on, then appends whatever was delivered during
- * the session, truncates and fsyncs: same inode, owner and mode.
+ * supplied) and its UIDL digest, and a fingerprint of all it read. Before and
+ * after each message is sent, and at the update, the mbox must still be what
+ * was loaded, or that plus appended mail: same inode under the path, no
+ * shorter, and (once size or mtime moved) the same fingerprint.
+ *
+ * The update rewrites the file in place (same inode, owner and mode) and is
+ * crash-safe through a journal kept in the session's lock file:
+ *   1. the journal gets the original octets [start, S) - start is the first
+ *      deleted message, S the current size - and a checksummed header; fsync;
+ *   2. the kept messages and the mail appended since the load are copied down
+ *      over [start, N), N the new size, and a NUL is written at N; fsync;
+ *   3. a commit record is appended to the journal; fsync;
+ *   4. the mbox is truncated to N; fsync; the journal is emptied; fsync.
+ * Recovery, before the next login's +OK: a journal that fails its checksum
+ * is discarded (the mbox was not touched yet); without a commit record the
+ * original octets are written back (rollback); with one, a NUL at N means the
+ * truncation did not happen - clear the commit, roll back - and anything else
+ * means it did, and octets from N on are mail delivered since (an mbox
+ * message never starts with NUL). Delivery agents append at the end, which
+ * is never inside [start, S) before step 4, so their mail survives every case.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <syslog.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "maildrop.h"
 #include "md5.h"
+
+#define JOURNAL_MAGIC "POP3DJ1\n"
+#define COMMIT_MAGIC "POP3DC1\n"
+
+/* The journal's header, at offset 0; the saved octets follow it. */
+struct journal {
+	char magic[8];
+	uint64_t dev, ino;              /* the mbox */
+	uint64_t start;                 /* saved octets are the mbox's [start, size) */
+	uint64_t size;                  /* its size before the update */
+	uint64_t new_size;              /* and after */
+	unsigned char sum[16];          /* MD5 of the fields above and the saved octets */
+};
+
+/* After the saved octets: the update has reached step 3. */
+struct commit {
+	char magic[8];
+	unsigned char sum[16];          /* MD5 of the header's sum */
+};
 
 #ifdef F_OFD_SETLK
 #define SETLK F_OFD_SETLK               /* owned by the open file, not the process */
@@ -53,6 +93,135 @@ lock_mbox(int fd, short type)
 	}
 }
 
+/* A dotlock as liblockfile makes it: 0, or -1 with errno set. */
+static int
+dotlock_take(struct maildrop *md)
+{
+	struct timespec pause = { 0, MBOX_LOCK_POLL_MS * 1000000L };
+	int tries = MBOX_LOCK_WAIT * 1000 / MBOX_LOCK_POLL_MS;
+	char path[MAX_PATH + 8], pid[32];
+	struct stat st;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s.lock", md->path);
+	for (;;) {
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+		if (fd >= 0) {
+			int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+
+			if (write(fd, pid, (size_t)n) != n || close(fd) < 0) {
+				unlink(path);
+				return -1;
+			}
+			md->dotlocked = 1;
+			return 0;
+		}
+		if (errno != EEXIST)
+			return -1;
+		if (lstat(path, &st) == 0 && time(NULL) - st.st_mtime > DOTLOCK_STALE) {
+			unlink(path);   /* its holder died long ago */
+			continue;
+		}
+		if (tries-- <= 0) {
+			errno = EWOULDBLOCK;
+			return -1;
+		}
+		nanosleep(&pause, NULL);
+	}
+}
+
+static void
+dotlock_drop(struct maildrop *md)
+{
+	char path[MAX_PATH + 8];
+
+	if (!md->dotlocked)
+		return;
+	snprintf(path, sizeof(path), "%s.lock", md->path);
+	unlink(path);
+	md->dotlocked = 0;
+}
+
+/* Both delivery agents' locks, dotlock first as procmail and liblockfile
+ * take them; neither is waited for while the other is held for long. */
+static int
+lock_all(struct maildrop *md, short type, char *err, size_t errlen)
+{
+	if (md->dotlock && dotlock_take(md) < 0) {
+		snprintf(err, errlen, "%s.lock: cannot create dotlock: %s%s", md->path,
+		    strerror(errno), errno == EACCES ?
+		    " (give pop3d the spool's group with -g, or turn dotlocks off with -n)" : "");
+		return -1;
+	}
+	if (lock_mbox(md->fd, type) < 0) {
+		snprintf(err, errlen, "%s: cannot lock (fcntl): %s", md->path, strerror(errno));
+		dotlock_drop(md);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+unlock_all(struct maildrop *md)
+{
+	lock_mbox(md->fd, F_UNLCK);
+	dotlock_drop(md);
+}
+
+/* ---- fingerprint: change detection, not security ---- */
+
+struct fprint {
+	uint64_t h, word, total;
+	unsigned n;                     /* octets gathered in word */
+};
+
+static void
+fp_init(struct fprint *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->h = 0xcbf29ce484222325ULL;
+}
+
+/* One 64-bit word: a bijection of h for each word, so any single changed
+ * word always changes the result. */
+static void
+fp_mix(struct fprint *f, uint64_t w)
+{
+	f->h = (f->h ^ w) * 0x100000001b3ULL;
+	f->h ^= f->h >> 29;
+}
+
+static void
+fp_add(struct fprint *f, const char *p, size_t n)
+{
+	f->total += n;
+	while (n > 0 && f->n > 0) {
+		f->word |= (uint64_t)(unsigned char)*p++ << (8 * f->n);
+		n--;
+		if (++f->n == 8) {
+			fp_mix(f, f->word);
+			f->word = 0;
+			f->n = 0;
+		}
+	}
+	for (; n >= 8; p += 8, n -= 8) {
+		uint64_t w;
+
+		memcpy(&w, p, 8);
+		fp_mix(f, w);
+	}
+	for (; n > 0; n--)
+		f->word |= (uint64_t)(unsigned char)*p++ << (8 * f->n++);
+}
+
+static uint64_t
+fp_end(struct fprint *f)
+{
+	fp_mix(f, f->word);
+	fp_mix(f, f->total);
+	return f->h;
+}
+
 /* ---- scanning ---- */
 
 struct scan {
@@ -61,6 +230,7 @@ struct scan {
 	off_t limit;                    /* read no further than this */
 	size_t pos, len;                /* unread data is buf[pos..len) */
 	int error;
+	struct fprint fp;               /* of every octet read */
 	char buf[MBOX_READ_SIZE];
 };
 
@@ -100,6 +270,7 @@ fill(struct scan *s)
 		s->error = errno;
 		return -1;
 	}
+	fp_add(&s->fp, s->buf + s->len, (size_t)n);
 	s->len += (size_t)n;
 	return n;
 }
@@ -391,10 +562,217 @@ scan_mbox(struct maildrop *md, struct scan *s, char *err, size_t errlen)
 	return MD_OK;
 }
 
+/* ---- I/O helpers ---- */
+
+static int
+pread_all(int fd, void *buf, size_t n, off_t off)
+{
+	char *p = buf;
+
+	while (n > 0) {
+		ssize_t r = pread(fd, p, n, off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r == 0)
+				errno = EIO;    /* shorter than it must be */
+			return -1;
+		}
+		p += r;
+		n -= (size_t)r;
+		off += r;
+	}
+	return 0;
+}
+
+static int
+pwrite_all(int fd, const void *buf, size_t n, off_t off)
+{
+	const char *p = buf;
+
+	while (n > 0) {
+		ssize_t r = pwrite(fd, p, n, off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		p += r;
+		n -= (size_t)r;
+		off += r;
+	}
+	return 0;
+}
+
+/* Copy len octets from src in one file to dst in another (or the same one,
+ * with dst <= src): a forward copy never overwrites octets not yet read. */
+static int
+copy_range(int from, off_t src, int to, off_t dst, off_t len)
+{
+	char buf[MBOX_READ_SIZE];
+
+	while (len > 0) {
+		size_t n = len < (off_t)sizeof(buf) ? (size_t)len : sizeof(buf);
+
+		if (pread_all(from, buf, n, src) < 0 || pwrite_all(to, buf, n, dst) < 0)
+			return -1;
+		src += (off_t)n;
+		dst += (off_t)n;
+		len -= (off_t)n;
+	}
+	return 0;
+}
+
+/* ---- the journal ---- */
+
+/* MD5 of the header fields and the saved octets: 0, or -1 if unreadable. */
+static int
+journal_sum(const struct journal *j, int fd, unsigned char out[16])
+{
+	char buf[MBOX_READ_SIZE];
+	uint64_t off = 0, len = j->size - j->start;
+	struct md5 ctx;
+
+	md5_init(&ctx);
+	md5_update(&ctx, j, offsetof(struct journal, sum));
+	while (off < len) {
+		size_t n = len - off < sizeof(buf) ? (size_t)(len - off) : sizeof(buf);
+
+		if (pread_all(fd, buf, n, (off_t)(sizeof(*j) + off)) < 0) {
+			md5_final(&ctx, out);
+			return -1;
+		}
+		md5_update(&ctx, buf, n);
+		off += n;
+	}
+	md5_final(&ctx, out);
+	return 0;
+}
+
+static void
+commit_sum(const struct journal *j, unsigned char out[16])
+{
+	struct md5 ctx;
+
+	md5_init(&ctx);
+	md5_update(&ctx, j->sum, sizeof(j->sum));
+	md5_final(&ctx, out);
+}
+
+static int
+journal_clear(int jfd)
+{
+	return ftruncate(jfd, 0) < 0 || fsync(jfd) < 0 ? -1 : 0;
+}
+
+/* Step 1: save the octets [start, size) of the mbox. */
+static int
+journal_write(struct maildrop *md, struct journal *j)
+{
+	int jfd = md->lockfd;
+
+	memcpy(j->magic, JOURNAL_MAGIC, sizeof(j->magic));
+	j->dev = (uint64_t)md->st.st_dev;
+	j->ino = (uint64_t)md->st.st_ino;
+	if (ftruncate(jfd, 0) < 0 ||
+	    copy_range(md->fd, (off_t)j->start, jfd, (off_t)sizeof(*j), (off_t)(j->size - j->start)) < 0)
+		return -1;
+	if (journal_sum(j, jfd, j->sum) < 0 || pwrite_all(jfd, j, sizeof(*j), 0) < 0 ||
+	    fsync(jfd) < 0)
+		return -1;
+	return 0;
+}
+
+static int
+journal_commit(struct maildrop *md, const struct journal *j, int on)
+{
+	struct commit c;
+
+	memset(&c, 0, sizeof(c));
+	if (on) {
+		memcpy(c.magic, COMMIT_MAGIC, sizeof(c.magic));
+		commit_sum(j, c.sum);
+	}
+	if (pwrite_all(md->lockfd, &c, sizeof(c), (off_t)(sizeof(*j) + j->size - j->start)) < 0 ||
+	    fsync(md->lockfd) < 0)
+		return -1;
+	return 0;
+}
+
+/* Put the saved octets back: the mbox as it was before the update, with
+ * whatever was appended after it. Idempotent. */
+static int
+rollback(struct maildrop *md, const struct journal *j)
+{
+	if (copy_range(md->lockfd, (off_t)sizeof(*j), md->fd, (off_t)j->start,
+	    (off_t)(j->size - j->start)) < 0 || fsync(md->fd) < 0)
+		return -1;
+	return journal_clear(md->lockfd);
+}
+
+/* Finish or undo an update a crash interrupted. Run under the delivery
+ * agents' locks, before the mbox is loaded. */
+static int
+recover(struct maildrop *md, char *err, size_t errlen)
+{
+	struct journal j;
+	struct commit c;
+	struct stat st;
+	unsigned char sum[16];
+	char nul;
+	int committed;
+
+	if (fstat(md->lockfd, &st) < 0 || st.st_size == 0)
+		return MD_OK;
+	if ((size_t)st.st_size < sizeof(j) || pread_all(md->lockfd, &j, sizeof(j), 0) < 0 ||
+	    memcmp(j.magic, JOURNAL_MAGIC, sizeof(j.magic)) != 0 || j.start > j.size ||
+	    j.new_size > j.size || j.new_size < j.start ||
+	    (uint64_t)st.st_size < sizeof(j) + (j.size - j.start) ||
+	    journal_sum(&j, md->lockfd, sum) < 0 || memcmp(sum, j.sum, sizeof(sum)) != 0) {
+		syslog(LOG_WARNING, "recovery %s: incomplete journal discarded, mbox untouched",
+		    md->path);
+		return journal_clear(md->lockfd) < 0 ? MD_TEMP : MD_OK;
+	}
+	if (j.dev != (uint64_t)md->st.st_dev || j.ino != (uint64_t)md->st.st_ino) {
+		syslog(LOG_WARNING, "recovery %s: journal is for another file (inode %ju), discarded",
+		    md->path, (uintmax_t)j.ino);
+		return journal_clear(md->lockfd) < 0 ? MD_TEMP : MD_OK;
+	}
+	committed = pread_all(md->lockfd, &c, sizeof(c), (off_t)(sizeof(j) + j.size - j.start)) == 0 &&
+	    memcmp(c.magic, COMMIT_MAGIC, sizeof(c.magic)) == 0 &&
+	    (commit_sum(&j, sum), memcmp(sum, c.sum, sizeof(sum)) == 0);
+	if (fstat(md->fd, &st) < 0)
+		goto fail;
+	if (committed) {
+		if ((uint64_t)st.st_size <= j.new_size ||
+		    pread_all(md->fd, &nul, 1, (off_t)j.new_size) < 0 || nul != '\0') {
+			syslog(LOG_NOTICE, "recovery %s: interrupted update was complete, "
+			    "%ju octets removed", md->path, (uintmax_t)(j.size - j.new_size));
+			return journal_clear(md->lockfd) < 0 ? MD_TEMP : MD_OK;
+		}
+		/* Not truncated: undo. Uncommit first, so a crash during the
+		 * rollback is taken for one before the commit next time. */
+		if (journal_commit(md, &j, 0) < 0)
+			goto fail;
+	}
+	if (rollback(md, &j) < 0)
+		goto fail;
+	syslog(LOG_NOTICE, "recovery %s: interrupted update rolled back, no message deleted",
+	    md->path);
+	return MD_OK;
+fail:
+	snprintf(err, errlen, "%s: recovery from the journal failed: %s", md->path, strerror(errno));
+	return MD_TEMP;
+}
+
+/* ---- loading ---- */
+
 int
 mbox_load(struct maildrop *md, char *err, size_t errlen)
 {
 	struct scan *s;
+	struct stat jst;
 	int r;
 
 	md->fd = open(md->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
@@ -408,10 +786,16 @@ mbox_load(struct maildrop *md, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: not a regular file", md->path);
 		return MD_PERM;
 	}
-	if (lock_mbox(md->fd, F_RDLCK) < 0) {
-		snprintf(err, errlen, "%s: cannot lock (fcntl): %s", md->path, strerror(errno));
-		return MD_TEMP;
+	if (md->lockfd >= 0 && fstat(md->lockfd, &jst) == 0 && jst.st_size > 0) {
+		if (lock_all(md, F_WRLCK, err, errlen) < 0)
+			return MD_TEMP;
+		r = recover(md, err, errlen);
+		unlock_all(md);
+		if (r != MD_OK)
+			return r;
 	}
+	if (lock_all(md, F_RDLCK, err, errlen) < 0)
+		return MD_TEMP;
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		snprintf(err, errlen, "%s: out of memory", md->path);
 		r = MD_TEMP;
@@ -421,111 +805,161 @@ mbox_load(struct maildrop *md, char *err, size_t errlen)
 	} else {
 		s->fd = md->fd;
 		s->limit = md->st.st_size;
+		fp_init(&s->fp);
 		r = scan_mbox(md, s, err, errlen);
+		md->hash = fp_end(&s->fp);
+		md->vst = md->st;
 	}
 	free(s);
-	lock_mbox(md->fd, F_UNLCK);
+	unlock_all(md);
 	return r;
 }
 
-/* Has the mbox been changed other than by appending? */
-int
-mbox_check(struct maildrop *md, char *err, size_t errlen)
-{
-	struct stat st;
+/* ---- outside changes ---- */
 
-	if (fstat(md->fd, &st) < 0 || st.st_size < md->st.st_size) {
-		snprintf(err, errlen, "%s changed during the session", md->path);
-		return MD_TEMP;
+static uint64_t
+fingerprint(int fd, off_t len, int *error)
+{
+	char buf[MBOX_READ_SIZE];
+	struct fprint f;
+	off_t off = 0;
+
+	fp_init(&f);
+	*error = 0;
+	while (off < len) {
+		size_t n = len - off < (off_t)sizeof(buf) ? (size_t)(len - off) : sizeof(buf);
+
+		if (pread_all(fd, buf, n, off) < 0) {
+			*error = 1;
+			break;
+		}
+		fp_add(&f, buf, n);
+		off += (off_t)n;
 	}
+	return fp_end(&f);
+}
+
+/* Is the mbox still what was loaded, or that with mail appended? */
+int
+mbox_verify(struct maildrop *md, char *err, size_t errlen)
+{
+	struct stat st, now;
+	int error;
+
+	if (fstat(md->fd, &st) < 0)
+		goto changed;
+	if (lstat(md->path, &now) < 0 || now.st_ino != st.st_ino || now.st_dev != st.st_dev)
+		goto changed;           /* replaced: a rename over the path */
+	if (st.st_size < md->st.st_size)
+		goto changed;
+	if (st.st_size == md->vst.st_size && st.st_mtim.tv_sec == md->vst.st_mtim.tv_sec &&
+	    st.st_mtim.tv_nsec == md->vst.st_mtim.tv_nsec)
+		return MD_OK;
+	if (fingerprint(md->fd, md->st.st_size, &error) != md->hash || error)
+		goto changed;
+	md->vst = st;                   /* an append: fine, and checked once */
 	return MD_OK;
+changed:
+	snprintf(err, errlen, "%s was changed by another program during the session", md->path);
+	return MD_TEMP;
 }
 
 /* ---- update ---- */
 
-/* Copy len octets from src to dst (dst <= src) within the file. */
+/* Step 2: copy the kept messages and the appended mail down over
+ * [start, new_size) and mark new_size with a NUL. */
 static int
-copy_down(int fd, off_t src, off_t dst, off_t len)
+rewrite(struct maildrop *md, const struct journal *j)
 {
-	char buf[MBOX_READ_SIZE];
-
-	while (len > 0) {
-		size_t want = len < (off_t)sizeof(buf) ? (size_t)len : sizeof(buf);
-		ssize_t n = pread(fd, buf, want, src), w;
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		for (ssize_t done = 0; done < n; done += w) {
-			w = pwrite(fd, buf + done, (size_t)(n - done), dst + done);
-			if (w < 0 && errno == EINTR)
-				w = 0;
-			else if (w <= 0)
-				return -1;
-		}
-		src += n;
-		dst += n;
-		len -= n;
-	}
-	return 0;
-}
-
-/* Rewrite from the first deleted message: kept regions, then what was
- * appended since the load. Returns the new length, or -1. */
-static off_t
-compact(struct maildrop *md, off_t now)
-{
-	off_t loaded = md->st.st_size, w = -1;
+	off_t loaded = md->st.st_size, w = (off_t)j->start;
 	size_t i;
 
 	for (i = 0; i < md->count; i++) {
 		struct msg *m = &md->msgs[i];
 		off_t next = i + 1 < md->count ? md->msgs[i + 1].start : loaded;
 
-		if (w < 0 && m->deleted)
-			w = m->start;
-		if (w < 0 || m->deleted)
+		if (m->start < (off_t)j->start || m->deleted)
 			continue;
-		if (copy_down(md->fd, m->start, w, next - m->start) < 0)
+		if (copy_range(md->fd, m->start, md->fd, w, next - m->start) < 0)
 			return -1;
 		w += next - m->start;
 	}
-	if (w < 0)
-		return now;
-	if (now > loaded && copy_down(md->fd, loaded, w, now - loaded) < 0)
+	if ((off_t)j->size > loaded &&
+	    copy_range(md->fd, loaded, md->fd, w, (off_t)j->size - loaded) < 0)
 		return -1;
-	return w + (now - loaded);
+	return pwrite_all(md->fd, "", 1, (off_t)j->new_size) < 0 || fsync(md->fd) < 0 ? -1 : 0;
+}
+
+static int
+update_locked(struct maildrop *md, char *err, size_t errlen)
+{
+	struct journal j;
+	struct stat st;
+	size_t i;
+
+	if (mbox_verify(md, err, errlen) != MD_OK || fstat(md->fd, &st) < 0)
+		return MD_TEMP;
+	memset(&j, 0, sizeof(j));
+	j.size = (uint64_t)st.st_size;
+	j.new_size = j.size;
+	j.start = j.size;
+	for (i = md->count; i-- > 0;) {
+		const struct msg *m = &md->msgs[i];
+		off_t next = i + 1 < md->count ? md->msgs[i + 1].start : md->st.st_size;
+
+		if (m->deleted) {
+			j.new_size -= (uint64_t)(next - m->start);
+			j.start = (uint64_t)m->start;
+		}
+	}
+	if (j.new_size == j.start) {
+		/* Nothing to move: one truncate, atomic, is the whole update. */
+		if (ftruncate(md->fd, (off_t)j.start) < 0 || fsync(md->fd) < 0)
+			goto undo;
+		return MD_OK;
+	}
+	if (md->lockfd < 0) {
+		snprintf(err, errlen, "%s: no journal", md->path);
+		return MD_TEMP;
+	}
+	if (journal_write(md, &j) < 0) {
+		snprintf(err, errlen, "%s: writing the journal: %s", md->path, strerror(errno));
+		journal_clear(md->lockfd);
+		return MD_TEMP;         /* the mbox was not touched */
+	}
+	if (rewrite(md, &j) < 0 || journal_commit(md, &j, 1) < 0 ||
+	    ftruncate(md->fd, (off_t)j.new_size) < 0 || fsync(md->fd) < 0)
+		goto undo;
+	if (journal_clear(md->lockfd) < 0)
+		syslog(LOG_WARNING, "%s: emptying the journal: %s (recovery will finish it)",
+		    md->path, strerror(errno));
+	return MD_OK;
+undo:
+	/* Still under the locks, nobody appended: put everything back. (A
+	 * failed fsync after the truncate-only update cannot be undone: the
+	 * messages are gone, or back after a power loss; nothing else is lost.) */
+	snprintf(err, errlen, "%s: update failed: %s", md->path, strerror(errno));
+	if (j.new_size != j.start && rollback(md, &j) < 0)
+		syslog(LOG_ERR, "%s: rollback failed: %s; the next login recovers from the journal",
+		    md->path, strerror(errno));
+	return MD_TEMP;
 }
 
 int
 mbox_update(struct maildrop *md, char *err, size_t errlen)
 {
-	struct stat st;
-	off_t len;
 	size_t i;
-	int r = MD_OK;
+	int r;
 
-	for (i = 0; i < md->count && !md->msgs[i].deleted; i++)
-		;
-	if (i == md->count)
-		return MD_OK;           /* nothing deleted: nothing to write */
 	md->not_removed = 0;
-	for (; i < md->count; i++)
+	for (i = 0; i < md->count; i++)
 		md->not_removed += md->msgs[i].deleted;
-	if (lock_mbox(md->fd, F_WRLCK) < 0) {
-		snprintf(err, errlen, "%s: cannot lock (fcntl): %s", md->path, strerror(errno));
+	if (md->not_removed == 0)
+		return MD_OK;           /* nothing deleted: nothing to write */
+	if (lock_all(md, F_WRLCK, err, errlen) < 0)
 		return MD_TEMP;
-	}
-	if (fstat(md->fd, &st) < 0 || st.st_size < md->st.st_size) {
-		snprintf(err, errlen, "%s changed during the session; nothing deleted", md->path);
-		r = MD_TEMP;
-	} else if ((len = compact(md, st.st_size)) < 0 || ftruncate(md->fd, len) < 0 ||
-	    fsync(md->fd) < 0) {
-		snprintf(err, errlen, "%s: update failed: %s", md->path, strerror(errno));
-		r = MD_TEMP;
-	}
-	lock_mbox(md->fd, F_UNLCK);
+	r = update_locked(md, err, errlen);
+	unlock_all(md);
 	if (r == MD_OK)
 		md->not_removed = 0;
 	return r;

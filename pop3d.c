@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -40,6 +41,7 @@ struct session {
 	const char *userfile, *lockdir;
 	struct authinfo auth;
 	int fail_delay, timeout;
+	gid_t group;                    /* -g: kept for dotlocks, or (gid_t)-1 */
 	int failures;
 	char user[MAX_NAME + 1];        /* named by USER, awaiting PASS */
 	char stamp[128];                /* APOP timestamp; empty when APOP is not offered */
@@ -156,7 +158,7 @@ login(struct session *s, int r, const char *name, int known)
 	}
 	r = maildrop_lock(&s->md, s->who.maildrop, s->lockdir, err, sizeof(err));
 	if (r == MD_OK) {
-		if (auth_become(&s->who, err, sizeof(err)) < 0)
+		if (auth_become(&s->who, s->group, err, sizeof(err)) < 0)
 			return fatal(s, "SYS/PERM", err);
 		r = maildrop_load(&s->md, err, sizeof(err));
 	}
@@ -625,13 +627,15 @@ make_stamp(char *out, size_t len)
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: pop3d [-Aeh] [-D seconds] [-f userfile] [-l lockdir] [-t seconds] "
-	    "[-T seconds] [-V]\n"
+	fprintf(f, "usage: pop3d [-Aehn] [-D seconds] [-f userfile] [-g group] [-l statedir] "
+	    "[-t seconds] [-T seconds] [-V]\n"
 	    "  -A          never offer APOP (no timestamp in the greeting)\n"
 	    "  -D seconds  delay before answering a failed login (default %d)\n"
 	    "  -e          also log to stderr (default: only when it is a terminal)\n"
 	    "  -f file     user file (default %s)\n"
-	    "  -l dir      directory for session lock files (default %s)\n"
+	    "  -g group    keep this group after login, to create dotlocks in the spool\n"
+	    "  -l dir      state directory: session locks, mbox update journals (default %s)\n"
+	    "  -n          no dotlocks (<mbox>.lock); fcntl locks only\n"
 	    "  -t seconds  idle timeout after login (default %d)\n"
 	    "  -T seconds  idle timeout before login (default %d)\n"
 	    "  -h          this help\n"
@@ -658,10 +662,11 @@ number(const char *arg, int min, int max, int *out)
 static const char *
 options(int argc, char **argv, struct session *s, int *no_apop, int *log_stderr)
 {
+	struct group *gr;
 	int c;
 
 	opterr = 0;                     /* getopt must not write to fd 2 */
-	while ((c = getopt(argc, argv, ":AD:ef:hl:t:T:V")) != -1) {
+	while ((c = getopt(argc, argv, ":AD:ef:g:hl:nt:T:V")) != -1) {
 		switch (c) {
 		case 'A':
 			*no_apop = 1;
@@ -676,11 +681,19 @@ options(int argc, char **argv, struct session *s, int *no_apop, int *log_stderr)
 		case 'f':
 			s->userfile = optarg;
 			break;
+		case 'g':
+			if ((gr = getgrnam(optarg)) == NULL || gr->gr_gid == 0)
+				return "-g: no such group, or group 0";
+			s->group = gr->gr_gid;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
 		case 'l':
 			s->lockdir = optarg;
+			break;
+		case 'n':
+			s->md.dotlock = 0;
 			break;
 		case 't':
 			if (number(optarg, 1, MAX_TIMEOUT, &s->timeout) < 0)
@@ -732,6 +745,7 @@ main(int argc, char **argv)
 	s->lockdir = DEFAULT_LOCKDIR;
 	s->timeout = DEFAULT_TIMEOUT;
 	s->fail_delay = DEFAULT_FAIL_DELAY;
+	s->group = (gid_t)-1;
 	clock_gettime(CLOCK_MONOTONIC, &s->started);
 	maildrop_init(&s->md);
 

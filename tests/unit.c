@@ -192,11 +192,17 @@ load(struct maildrop *md, const char *data, size_t len)
 {
 	char path[256], err[512];
 
+	char state[256];
+	int r;
+
 	snprintf(path, sizeof(path), "%s/mbox", tmpdir);
+	snprintf(state, sizeof(state), "%s/state", tmpdir);
+	mkdir(state, 0700);
 	if (write_file(path, data, len) < 0)
 		return -1;
 	maildrop_init(md);
-	snprintf(md->path, sizeof(md->path), "%s", path);
+	if ((r = maildrop_lock(md, path, state, err, sizeof(err))) != MD_OK)
+		return r;
 	return maildrop_load(md, err, sizeof(err));
 }
 

@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# tests/check.sh [--asan] - the body of `make check` (run after the build).
+#
+#   1. the C unit tests (./tests/unit, or ./tests/unit-asan with --asan)
+#   2. build checks, each one test, in fresh copies of the sources:
+#        make CC=gcc   CFLAGS_EXTRA=-Werror
+#        make CC=clang CFLAGS_EXTRA=-Werror
+#        make SYSTEMD=no CFLAGS_EXTRA=-Werror   (and the binary must not use libsystemd)
+#      (skipped with --asan: `make check` already did them)
+#   3. the integration tests, tests/run.py
+#   4. as root: tests/run.py once more as an unprivileged user (uid/gid 65534)
+#   5. a closing line "N passed, N failed"; exit status 1 if anything failed.
+#
+# $POP3D overrides the server binary (default ./pop3d, ./pop3d-asan with --asan).
+set -u
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+TOP=$(pwd)
+
+ASAN=no
+for a in "$@"; do
+	case $a in
+	--asan) ASAN=yes ;;
+	-h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+	*) echo "check.sh: unknown argument: $a" >&2; exit 2 ;;
+	esac
+done
+
+if [ "$ASAN" = yes ]; then
+	: "${POP3D:=$TOP/pop3d-asan}"
+	UNIT=$TOP/tests/unit-asan
+	export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=0}
+	export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+else
+	: "${POP3D:=$TOP/pop3d}"
+	UNIT=$TOP/tests/unit
+fi
+case $POP3D in /*) ;; *) POP3D=$TOP/$POP3D ;; esac
+export POP3D
+
+PASSED=0
+FAILED=0
+SKIPPED=0
+FAILED_NAMES=()
+WORK=$(mktemp -d /tmp/pop3d-check.XXXXXX) || exit 1
+trap 'rm -rf "$WORK"' EXIT
+
+say() { printf '%s\n' "$*"; }
+
+pass() { PASSED=$((PASSED + 1)); say "ok $1"; }
+fail() { FAILED=$((FAILED + 1)); FAILED_NAMES+=("$1"); say "FAIL $1${2:+: $2}"; }
+
+# add_counts NAME LOGFILE RC: take the last "N passed, N failed[, N skipped]"
+# line of a test program's output; no such line counts as one failure.
+add_counts() {
+	local name=$1 log=$2 rc=$3 line p f s
+	line=$(grep -E '(^|[^0-9])[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+	if [ -z "$line" ]; then
+		fail "$name" "no \"N passed, N failed\" line (exit status $rc)"
+		return
+	fi
+	p=$(printf '%s\n' "$line" | grep -oE '[0-9]+ passed' | tail -n 1 | grep -oE '[0-9]+')
+	f=$(printf '%s\n' "$line" | grep -oE '[0-9]+ failed' | tail -n 1 | grep -oE '[0-9]+')
+	s=$(printf '%s\n' "$line" | grep -oE '[0-9]+ skipped' | tail -n 1 | grep -oE '[0-9]+')
+	PASSED=$((PASSED + p))
+	FAILED=$((FAILED + f))
+	SKIPPED=$((SKIPPED + ${s:-0}))
+	[ "$f" -gt 0 ] && FAILED_NAMES+=("$name($f)")
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		fail "$name" "exit status $rc although it reported no failure"
+	fi
+}
+
+# ---------------------------------------------------------------- 1. unit tests
+say "# unit tests: ${UNIT#"$TOP"/}"
+if [ -x "$UNIT" ]; then
+	timeout 300 "$UNIT" >"$WORK/unit.log" 2>&1
+	rc=$?
+	cat "$WORK/unit.log"
+	add_counts unit "$WORK/unit.log" "$rc"
+else
+	say "# (no ${UNIT#"$TOP"/}: skipped)"
+fi
+
+# ---------------------------------------------------------------- 2. build checks
+copy_sources() {   # copy_sources DEST
+	local dest=$1
+	mkdir -p "$dest"
+	if git -C "$TOP" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+		# tracked and new (not ignored) files: what a commit would hold
+		git -C "$TOP" ls-files -z --cached --others --exclude-standard |
+			while IFS= read -r -d '' f; do
+				[ -f "$TOP/$f" ] && printf '%s\0' "$f"
+			done |
+			tar -C "$TOP" --null -T - -cf - | tar -C "$dest" -xf -
+	else
+		(cd "$TOP" && cp -p -- *.c *.h Makefile "$dest"/) &&
+			mkdir -p "$dest/tests" && { cp -p "$TOP"/tests/*.c "$dest/tests/" 2>/dev/null || :; }
+	fi
+	# never reuse build products
+	rm -f "$dest"/*.o "$dest/pop3d" "$dest/pop3d-asan" "$dest/tests/unit" "$dest/tests/unit-asan"
+}
+
+build_check() {    # build_check NAME MAKE-ARGS...
+	local name=$1 dir="$WORK/build-$1"
+	shift
+	copy_sources "$dir"
+	if (cd "$dir" && timeout 300 make -j2 "$@" all tests/unit) >"$dir.log" 2>&1 &&
+		[ -x "$dir/pop3d" ] && "$dir/pop3d" -V >/dev/null 2>&1; then
+		if [ "$name" = systemd-no ] && ldd "$dir/pop3d" 2>/dev/null | grep -q libsystemd; then
+			fail "build.$name" "SYSTEMD=no binary still links libsystemd"
+			return
+		fi
+		pass "build.$name"
+	else
+		fail "build.$name" "make $*"
+		tail -n 40 "$dir.log" | sed 's/^/    /'
+	fi
+}
+
+if [ "$ASAN" = no ]; then
+	say "# build checks (-Werror) in fresh copies of the sources"
+	if command -v gcc >/dev/null 2>&1; then
+		build_check gcc-Werror CC=gcc CFLAGS_EXTRA=-Werror
+	else
+		fail build.gcc-Werror "gcc not installed"
+	fi
+	if command -v clang >/dev/null 2>&1; then
+		build_check clang-Werror CC=clang CFLAGS_EXTRA=-Werror
+	else
+		fail build.clang-Werror "clang not installed"
+	fi
+	build_check systemd-no SYSTEMD=no CFLAGS_EXTRA=-Werror
+fi
+
+# ---------------------------------------------------------------- 3. integration tests
+say "# integration tests: tests/run.py ($(id -un 2>/dev/null || id -u))"
+timeout 900 /usr/bin/python3 "$TOP/tests/run.py" 2>&1 | tee "$WORK/run.log"
+add_counts run.py "$WORK/run.log" "${PIPESTATUS[0]}"
+
+# ---------------------------------------------------------------- 4. again, unprivileged
+if [ "$(id -u)" -eq 0 ]; then
+	say "# integration tests as an unprivileged user (uid/gid 65534)"
+	# a copy the unprivileged user can surely read, wherever the checkout is
+	U=$WORK/unpriv
+	mkdir -p "$U"
+	cp "$TOP"/tests/*.py "$U"/
+	cp "$POP3D" "$U/pop3d"
+	chmod 0755 "$WORK" "$U"
+	chmod 0644 "$U"/*.py
+	chmod 0755 "$U/pop3d"
+	envs=(PATH=/usr/bin:/bin HOME=/tmp POP3D="$U/pop3d")
+	[ -n "${ASAN_OPTIONS:-}" ] && envs+=(ASAN_OPTIONS="$ASAN_OPTIONS")
+	[ -n "${UBSAN_OPTIONS:-}" ] && envs+=(UBSAN_OPTIONS="$UBSAN_OPTIONS")
+	(cd / && timeout 900 setpriv --reuid=65534 --regid=65534 --clear-groups \
+		env -i "${envs[@]}" /usr/bin/python3 "$U/run.py") 2>&1 | tee "$WORK/run-unpriv.log"
+	add_counts run.py-unprivileged "$WORK/run-unpriv.log" "${PIPESTATUS[0]}"
+fi
+
+# ---------------------------------------------------------------- 5. summary
+say "#"
+[ "$SKIPPED" -gt 0 ] && say "# $SKIPPED skipped"
+[ "${#FAILED_NAMES[@]}" -gt 0 ] && say "# failed: ${FAILED_NAMES[*]}"
+say "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]

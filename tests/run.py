@@ -1,0 +1,1782 @@
+#!/usr/bin/python3
+"""pop3d integration tests.
+
+Drives the real ./pop3d (or $POP3D) over pipes and over TCP under
+systemd-socket-activate, with Python's poplib and curl as real clients.
+Python 3 standard library only.
+
+    tests/run.py [-k PATTERN]... [-v]
+
+Prints "ok NAME", "FAIL NAME" (with details) or "skip NAME: reason" per
+test and a closing line "N passed, N failed[, N skipped]".  Exit status 0
+only when nothing failed.  Works as root (user-file entries then use uid/gid
+4242) and as an unprivileged user (root-only tests are skipped).
+"""
+
+import sys
+sys.dont_write_bytecode = True            # never litter tests/__pycache__
+
+import argparse
+import fnmatch
+import os
+import poplib
+import re
+import shutil
+import signal
+import subprocess
+import time
+import traceback
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import mboxlib as mb                      # noqa: E402
+from pop3lib import (POP3D, IS_ROOT, TEST_UID, TEST_GID, Env, Session,  # noqa: E402
+                     PipeTransport, ProtocolError, apop_digest, crypt_hash, proc_tree,
+                     proc_status, wait_for)
+
+CAPS = ["TOP", "UIDL", "USER", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING",
+        "EXPIRE NEVER", "IMPLEMENTATION pop3d"]
+RE_LOGIN = re.compile(r"^\+OK maildrop has (\d+) messages? \((\d+) octets?\)$")
+RE_STAT = re.compile(r"^\+OK (\d+) (\d+)$")
+RE_RETR = re.compile(r"^\+OK (\d+) octets?(\s.*)?$")
+RE_UIDL = re.compile(r"^[\x21-\x7e]{1,70}$")
+AUTH_ERR = "-ERR [AUTH]"
+PW = "secret"
+TEST_TIMEOUT = 60          # seconds per test, a hard upper bound (SIGALRM)
+
+
+def simple_raws(n, tag=b"m"):
+    """n small distinct messages with delivery headers."""
+    out = []
+    for i in range(1, n + 1):
+        out.append(mb.message(
+            b"%s message %d" % (tag, i),
+            b"body of %s message %d\n.dot line\n\nparagraph %s\n" % (tag, i, b"x" * (i * 7)),
+            headers=(b"Received: from host%d.example.org by mx.example.org; "
+                     b"Thu, 27 Nov 2025 12:%02d:00 +0000" % (i, i % 60),
+                     b"Message-ID: <%s%d@example.org>" % (tag, i))))
+    return out
+
+
+class Base(unittest.TestCase):
+    """Each test gets its own Env (temp dir, user file, mboxes, lock dir)."""
+
+    def setUp(self):
+        self.e = Env()
+        self.addCleanup(self.e.cleanup)
+
+    # ---- set-up helpers
+    def alice(self, raws=None, secret="{PLAIN}" + PW, seps=None, write=True, **kw):
+        """User alice with an mbox holding raws (default: 3 simple messages)."""
+        if raws is None:
+            raws = simple_raws(3)
+        path = self.e.add_user("alice", secret, **kw)
+        if write:
+            self.e.write_userfile()
+        if raws is not False:
+            self.e.write_mbox(path, mb.build_mbox(raws, seps=seps))
+        return path
+
+    def login(self, user="alice", pw=PW, extra=()):
+        s = self.e.session(extra)
+        st = s.login(user, pw)
+        self.assertRegex(st, RE_LOGIN)
+        return s
+
+    def quit_ok(self, s):
+        st = s.quit()
+        self.assertTrue(st.startswith("+OK"), st)
+        self.assertEqual(s.wait(), 0, "exit status after QUIT")
+
+    def assertErr(self, st, prefix="-ERR", msg=None):
+        self.assertTrue(st.startswith(prefix), "expected %r..., got %r%s"
+                        % (prefix, st, " (%s)" % msg if msg else ""))
+
+    def assertOk(self, st):
+        self.assertTrue(st.startswith("+OK"), "expected +OK, got %r" % st)
+
+    def assertMboxRaws(self, path, raws):
+        """The mbox holds exactly these messages, byte for byte, in order."""
+        got = mb.split_mbox(self.e.read(path))
+        self.assertEqual([m.raw for m in got], list(raws))
+        for m in got:
+            self.assertTrue(m.from_line.startswith(b"From "))
+
+    def stat(self, s):
+        st = s.cmd("STAT")
+        m = RE_STAT.match(st)
+        self.assertTrue(m, "STAT reply %r" % st)
+        return int(m.group(1)), int(m.group(2))
+
+    def list_sizes(self, s):
+        st, lines = s.cmd_lines("LIST")
+        self.assertOk(st)
+        out = {}
+        for l in lines:
+            n, size = l.split(" ")
+            out[int(n)] = int(size)
+        return out
+
+    def uidls(self, s):
+        st, lines = s.cmd_lines("UIDL")
+        self.assertOk(st)
+        out = {}
+        for l in lines:
+            n, u = l.split(" ")
+            out[int(n)] = u
+        return out
+
+    def retr(self, s, n):
+        st, data = s.cmd_multi("RETR %d" % n)
+        m = RE_RETR.match(st)
+        self.assertTrue(m, "RETR %d reply %r" % (n, st))
+        self.assertEqual(int(m.group(1)), len(data), "RETR %d: +OK size vs data" % n)
+        return data
+
+
+# ====================================================================== start-up
+
+class Startup(Base):
+
+    def test_help_and_version(self):
+        rc, out, err = self.e.run(b"", argv=[POP3D, "-h"])
+        self.assertEqual(rc, 0)
+        self.assertTrue(out.strip(), "-h prints usage on stdout")
+        self.assertIn(b"-f", out)
+        rc, out, err = self.e.run(b"", argv=[POP3D, "-V"])
+        self.assertEqual(rc, 0)
+        self.assertTrue(out.strip(), "-V prints a version")
+
+    def startup_error(self, argv=None, userfile=None):
+        rc, out, err = self.e.run(b"CAPA\r\nUSER alice\r\nPASS secret\r\nQUIT\r\n",
+                                  argv=argv, userfile=userfile)
+        lines = out.split(b"\r\n")
+        self.assertTrue(out.startswith(b"-ERR [SYS/PERM] "), "got %r" % out[:200])
+        self.assertEqual(out.count(b"\r\n"), 1, "exactly one line, got %r" % out[:300])
+        self.assertTrue(out.endswith(b"\r\n"))
+        self.assertEqual(rc, 1, "exit status")
+        self.assertEqual(err, b"", "nothing on stderr (not a terminal)")
+        return lines[0]
+
+    def test_bad_option(self):
+        self.alice()
+        self.startup_error(argv=[POP3D, "-f", self.e.userfile, "-Z"])
+        self.startup_error(argv=[POP3D, "-f", self.e.userfile, "-D", "x"])
+        self.startup_error(argv=[POP3D, "-f", self.e.userfile, "-D", "61"])
+
+    def test_missing_userfile(self):
+        self.startup_error(userfile=os.path.join(self.e.dir, "no-such-file"))
+
+    def test_unsafe_userfile_modes(self):
+        self.alice()
+        for mode in (0o622, 0o602, 0o620, 0o666):
+            with self.subTest(mode=oct(mode)):
+                os.chmod(self.e.userfile, mode)
+                self.startup_error()
+        os.chmod(self.e.userfile, 0o644)      # readable by others is fine
+        s = self.login()
+        self.quit_ok(s)
+
+    @unittest.skipUnless(IS_ROOT, "needs root (chown of the user file)")
+    def test_userfile_owned_by_other_user(self):
+        self.alice()
+        os.chown(self.e.userfile, TEST_UID, TEST_GID)
+        self.startup_error()
+
+    def test_no_stderr_output(self):
+        self.alice()
+        s = self.e.session()
+        s.cmd("USER bob")
+        s.cmd("PASS wrong")
+        s.login("alice", PW)
+        s.cmd("RETR 1")
+        s.multiline()
+        s.cmd("RETR 99")
+        s.cmd("DELE 1")
+        self.quit_ok(s)
+        self.assertEqual(s.proc.stderr.read(), b"", "pop3d wrote to fd 2 (not a terminal)")
+
+    def test_log_lines_with_e(self):
+        self.alice()
+        rc, out, err = self.e.run(b"USER nobody\r\nPASS x\r\nUSER alice\r\nPASS secret\r\n"
+                                  b"RETR 1\r\nDELE 1\r\nQUIT\r\n", extra=["-e"])
+        self.assertEqual(rc, 0, out)
+        err = err.decode("latin-1")
+        self.assertRegex(err, r"auth failed user=\S+ rhost=local")
+        self.assertRegex(err, r"login user=alice rhost=local msgs=3 octets=\d+")
+        self.assertRegex(err, r"logout user=alice rhost=local retr=1 dele=1 kept=2 "
+                              r"octets_sent=\d+ duration=\d+\.\d\d")
+        self.assertNotIn("secret", err, "password logged")
+
+
+# ====================================================================== authorization
+
+class Auth(Base):
+
+    def test_greeting_timestamp_with_plain_entry(self):
+        self.alice()
+        stamps = set()
+        for _ in range(5):
+            s = self.e.session()
+            self.assertRegex(s.greeting, r"^\+OK pop3d ready <[^<>@\s]+@[^<>\s]+>$")
+            ts = s.timestamp()
+            self.assertIsNotNone(ts, "no APOP timestamp in %r" % s.greeting)
+            stamps.add(ts)
+            self.quit_ok(s)
+        self.assertEqual(len(stamps), 5, "timestamps repeat: %r" % stamps)
+
+    def test_greeting_no_timestamp_without_plain_entry(self):
+        self.alice(secret=crypt_hash(PW, "$6$"))
+        s = self.e.session()
+        self.assertOk(s.greeting)
+        self.assertNotIn("<", s.greeting)
+        st = s.cmd("APOP alice " + "0" * 32)
+        self.assertErr(st)
+        s.login("alice", PW)
+        self.quit_ok(s)
+
+    def test_greeting_no_timestamp_with_A(self):
+        self.alice()
+        s = self.e.session(["-A"])
+        self.assertOk(s.greeting)
+        self.assertNotIn("<", s.greeting)
+        self.assertErr(s.cmd("APOP alice " + "0" * 32))
+        s.login("alice", PW)          # USER/PASS still fine
+        self.quit_ok(s)
+
+    def check_capa(self, s):
+        st, lines = s.cmd_lines("CAPA")
+        self.assertOk(st)
+        self.assertEqual(sorted(lines), sorted(CAPS))
+
+    def test_capa_both_states(self):
+        self.alice()
+        s = self.e.session()
+        self.check_capa(s)
+        s.login("alice", PW)
+        self.check_capa(s)
+        self.quit_ok(s)
+
+    def test_user_pass_plain_and_crypt_schemes(self):
+        secrets = {
+            "plain": "{PLAIN}pw-plain",
+            "plainlc": "{plain}pw-plainlc",
+            "yescrypt": crypt_hash("pw-yescrypt", "$y$"),
+            "sha512": crypt_hash("pw-sha512", "$6$"),
+            "bcrypt": crypt_hash("pw-bcrypt", "$2b$"),
+        }
+        for name, sec in secrets.items():
+            self.e.write_mbox(self.e.add_user(name, sec), mb.build_mbox(simple_raws(1)))
+        self.e.write_userfile()
+        for name in secrets:
+            with self.subTest(user=name):
+                s = self.e.session()
+                self.assertEqual(s.cmd("USER " + name)[:3], "+OK")
+                self.assertTrue(s.cmd("PASS wrong-" + name).startswith(AUTH_ERR))
+                s.login(name, "pw-" + name)
+                self.assertEqual(self.stat(s)[0], 1)
+                self.quit_ok(s)
+
+    def test_password_with_spaces_and_colon_text(self):
+        self.alice(secret="{PLAIN}two words here")
+        s = self.e.session()
+        s.login("alice", "two words here")
+        self.quit_ok(s)
+
+    def test_unknown_user_same_reply_as_wrong_password(self):
+        self.alice(secret=crypt_hash(PW, "$y$"))
+        s = self.e.session()
+        self.assertOk(s.cmd("USER alice"))
+        wrong = s.cmd("PASS nope")
+        self.assertOk(s.cmd("USER nosuchuser"))
+        unknown = s.cmd("PASS nope")
+        self.assertTrue(wrong.startswith(AUTH_ERR), wrong)
+        self.assertEqual(wrong, unknown)
+
+    def test_disabled_accounts(self):
+        self.alice(write=False)           # a {PLAIN} entry: APOP is offered
+        for name, sec in (("star", "*"), ("bang", "!x"), ("empty", ""),
+                          ("bangplain", "!{PLAIN}" + PW)):
+            self.e.add_user(name, sec)
+        self.e.write_userfile()
+        for name, tries in (("star", ["*", PW]), ("bang", ["!x", "x"]), ("empty", [PW]),
+                            ("bangplain", [PW, "{PLAIN}" + PW])):
+            s = self.e.session()
+            for pw in tries[:2]:
+                self.assertOk(s.cmd("USER " + name))
+                st = s.cmd("PASS " + pw)
+                self.assertTrue(st.startswith(AUTH_ERR), "%s/%s: %s" % (name, pw, st))
+            ts = s.timestamp()
+            if ts:
+                secret = {"star": "*", "bang": "!x", "empty": "",
+                          "bangplain": PW}[name]
+                st = s.cmd("APOP %s %s" % (name, apop_digest(ts, secret)))
+                self.assertTrue(st.startswith("-ERR"), "APOP %s: %s" % (name, st))
+
+    def test_three_failures_close(self):
+        self.alice()
+        s = self.e.session()
+        for i in range(3):
+            self.assertOk(s.cmd("USER alice"))
+            st = s.cmd("PASS wrong%d" % i)
+            self.assertTrue(st.startswith(AUTH_ERR), st)
+        self.assertEqual(s.expect_eof(), b"")
+        self.assertEqual(s.wait(), 1)
+
+    def test_three_failures_mixed_apop(self):
+        self.alice()
+        s = self.e.session()
+        self.assertTrue(s.cmd("APOP alice " + "0" * 32).startswith(AUTH_ERR))
+        s.cmd("USER nobody")
+        self.assertTrue(s.cmd("PASS x").startswith(AUTH_ERR))
+        self.assertTrue(s.cmd("APOP alice " + "f" * 32).startswith(AUTH_ERR))
+        self.assertEqual(s.expect_eof(), b"")
+
+    def test_two_failures_then_success(self):
+        self.alice()
+        s = self.e.session()
+        for _ in range(2):
+            s.cmd("USER alice")
+            self.assertErr(s.cmd("PASS wrong"), AUTH_ERR)
+        s.login("alice", PW)
+        self.assertEqual(self.stat(s)[0], 3)
+        self.quit_ok(s)
+
+    def test_pass_without_user_not_counted(self):
+        self.alice()
+        s = self.e.session()
+        for _ in range(4):
+            self.assertErr(s.cmd("PASS " + PW))
+        for _ in range(2):
+            s.cmd("USER alice")
+            self.assertErr(s.cmd("PASS wrong"), AUTH_ERR)
+        s.login("alice", PW)
+        self.quit_ok(s)
+
+    def test_user_after_failed_pass_needs_user_again(self):
+        self.alice()
+        s = self.e.session()
+        s.cmd("USER alice")
+        self.assertErr(s.cmd("PASS wrong"), AUTH_ERR)
+        self.assertErr(s.cmd("PASS " + PW))     # USER consumed by the failure
+        s.login("alice", PW)
+        self.quit_ok(s)
+
+    def test_failure_delay(self):
+        self.alice()
+        for delay, lo, hi in (("1", 0.9, 5.0), ("0", 0.0, 0.8)):
+            for user in ("alice", "nosuchuser"):
+                with self.subTest(delay=delay, user=user):
+                    s = self.e.session(delay=delay)
+                    s.cmd("USER " + user)
+                    t0 = time.monotonic()
+                    st = s.cmd("PASS wrong")
+                    dt = time.monotonic() - t0
+                    self.assertErr(st, AUTH_ERR)
+                    self.assertGreaterEqual(dt, lo, "-D %s: reply after %.2f s" % (delay, dt))
+                    self.assertLess(dt, hi, "-D %s: reply after %.2f s" % (delay, dt))
+                    s.close()
+
+    def test_apop_correct_digest(self):
+        self.alice()
+        s = self.e.session()
+        ts = s.timestamp()
+        self.assertIsNotNone(ts)
+        st = s.cmd("APOP alice " + apop_digest(ts, PW))
+        self.assertRegex(st, RE_LOGIN)
+        self.assertEqual(self.stat(s)[0], 3)
+        self.quit_ok(s)
+
+    def test_apop_wrong_digest_and_stale_timestamp(self):
+        self.alice()
+        s1 = self.e.session()
+        old_ts = s1.timestamp()
+        s1.close()
+        s = self.e.session()
+        ts = s.timestamp()
+        self.assertNotEqual(ts, old_ts)
+        self.assertErr(s.cmd("APOP alice " + apop_digest(ts, "wrong")), AUTH_ERR)
+        self.assertErr(s.cmd("APOP alice " + apop_digest(old_ts, PW)), AUTH_ERR)
+        st = s.cmd("APOP alice " + apop_digest(ts, PW))
+        self.assertRegex(st, RE_LOGIN)
+        self.quit_ok(s)
+
+    def test_apop_unknown_and_crypt_user(self):
+        self.alice()
+        self.e.add_user("bob", crypt_hash(PW, "$y$"))
+        self.e.write_userfile()
+        s = self.e.session()
+        ts = s.timestamp()
+        a = s.cmd("APOP nosuchuser " + apop_digest(ts, PW))
+        b = s.cmd("APOP bob " + apop_digest(ts, PW))
+        self.assertTrue(a.startswith(AUTH_ERR), a)
+        self.assertTrue(b.startswith(AUTH_ERR), b)
+
+    def test_apop_syntax(self):
+        self.alice()
+        s = self.e.session()
+        ts = s.timestamp()
+        good = apop_digest(ts, PW)
+        for line in ("APOP", "APOP alice", "APOP alice " + good + " extra"):
+            self.assertErr(s.cmd(line))
+        st = s.cmd("APOP alice " + good)
+        self.assertRegex(st, RE_LOGIN)
+        self.quit_ok(s)
+
+    def test_user_syntax(self):
+        self.alice()
+        s = self.e.session()
+        for bad in ("USER", "USER .alice", "USER -alice", "USER al:ice", "USER al/ice",
+                    "USER " + "a" * 65, "USER alice bob"):
+            with self.subTest(line=bad):
+                self.assertErr(s.cmd(bad))
+        for good in ("USER " + "a" * 64, "USER a.b_c-d+e@f.example", "USER 9"):
+            with self.subTest(line=good):
+                self.assertOk(s.cmd(good))
+        s.login("alice", PW)
+        self.quit_ok(s)
+
+    def test_uid_gid_fields(self):
+        # not root: empty uid/gid fields are fine; root: they are refused
+        path = self.e.add_user("alice", "{PLAIN}" + PW, uid="", gid="")
+        self.e.write_userfile()
+        self.e.write_mbox(path, mb.build_mbox(simple_raws(1)))
+        s = self.e.session()
+        s.cmd("USER alice")
+        st = s.cmd("PASS " + PW)
+        if IS_ROOT:
+            self.assertErr(st)
+        else:
+            self.assertRegex(st, RE_LOGIN)
+            self.quit_ok(s)
+
+    def test_wrong_state_before_login(self):
+        self.alice()
+        s = self.e.session()
+        for line in ("STAT", "LIST", "LIST 1", "UIDL", "UIDL 1", "RETR 1", "TOP 1 0",
+                     "DELE 1", "RSET", "NOOP", "FOO", "", "PASS"):
+            with self.subTest(line=line):
+                self.assertErr(s.cmd(line))
+        s.login("alice", PW)     # none of the above counted as a failure
+        self.quit_ok(s)
+
+    def test_wrong_state_after_login(self):
+        self.alice()
+        s = self.login()
+        ts = s.timestamp()
+        for line in ("USER alice", "PASS " + PW, "APOP alice " + apop_digest(ts, PW),
+                     "FOO", "STLS", "AUTH PLAIN", ""):
+            with self.subTest(line=line):
+                self.assertErr(s.cmd(line))
+        self.assertEqual(self.stat(s)[0], 3)
+        self.quit_ok(s)
+
+    def test_quit_in_authorization(self):
+        self.alice()
+        path = self.e.mbox_path("alice")
+        before = self.e.read(path)
+        s = self.e.session()
+        s.cmd("USER alice")
+        self.quit_ok(s)
+        self.assertEqual(self.e.read(path), before)
+
+    def test_keywords_case_insensitive(self):
+        self.alice()
+        s = self.e.session()
+        st, lines = s.cmd_lines("cApA")
+        self.assertOk(st)
+        self.assertOk(s.cmd("user alice"))
+        self.assertRegex(s.cmd("pAsS " + PW), RE_LOGIN)
+        self.assertRegex(s.cmd("stat"), RE_STAT)
+        st, lines = s.cmd_lines("list")
+        self.assertOk(st)
+        self.assertEqual(len(lines), 3)
+        self.assertRegex(s.cmd("List 2"), r"^\+OK 2 \d+$")
+        st, lines = s.cmd_lines("uIdL")
+        self.assertEqual(len(lines), 3)
+        self.assertRegex(s.cmd("uidl 1"), r"^\+OK 1 \S+$")
+        st, data = s.cmd_multi("rEtR 1")
+        self.assertOk(st)
+        st, data = s.cmd_multi("tOp 1 0")
+        self.assertOk(st)
+        self.assertOk(s.cmd("dElE 1"))
+        self.assertOk(s.cmd("nOoP"))
+        self.assertOk(s.cmd("rset"))
+        self.assertOk(s.cmd("Dele 2"))
+        st = s.cmd("qUiT")
+        self.assertOk(st)
+        s.expect_eof()
+        self.assertEqual(s.wait(), 0)
+        raws = simple_raws(3)
+        self.assertMboxRaws(self.e.mbox_path("alice"), [raws[0], raws[2]])
+
+    def test_malformed_userfile_lines(self):
+        mbox = self.e.mbox_path("shared")
+        self.e.write_mbox(mbox, mb.build_mbox(simple_raws(1)))
+        u, g = self.e.ids()
+        self.e.add_user("good1", "{PLAIN}pw1", mbox=mbox)
+        bad = [
+            ("nocolons", "nocolons {PLAIN}pw"),
+            ("short", "short:{PLAIN}pw:%s:%s" % (u, g)),
+            ("fivefields", "fivefields:{PLAIN}pw:%s:%s:%s" % (u, g, mbox)),
+            ("toomany", "toomany:{PLAIN}pw:%s:%s:gecos:%s:extra" % (u, g, mbox)),
+            ("relpath", "relpath:{PLAIN}pw:%s:%s:gecos:relative/mbox" % (u, g)),
+            ("emptymb", "emptymb:{PLAIN}pw:%s:%s:gecos:" % (u, g)),
+            (".dot", ".dot:{PLAIN}pw:%s:%s:gecos:%s" % (u, g, mbox)),
+            ("a" * 65, "a" * 65 + ":{PLAIN}pw:%s:%s:gecos:%s" % (u, g, mbox)),
+            ("long", "long:{PLAIN}pw:%s:%s:%s:%s" % (u, g, "g" * 6000, mbox)),
+        ]
+        if IS_ROOT:
+            bad += [("baduid", "baduid:{PLAIN}pw:abc:%s::%s" % (g, mbox)),
+                    ("neguid", "neguid:{PLAIN}pw:-5:%s::%s" % (g, mbox)),
+                    ("hugeuid", "hugeuid:{PLAIN}pw:99999999999999999999:%s::%s" % (g, mbox)),
+                    ("noids", "noids:{PLAIN}pw:::gecos:%s" % mbox)]
+        for _, line in bad:
+            self.e.add_raw(line)
+        self.e.add_raw("bad name:{PLAIN}pw:%s:%s::%s" % (u, g, mbox))
+        self.e.add_user("good2", "{PLAIN}pw2", mbox=mbox)
+        self.e.write_userfile()
+        for name, pw in (("good1", "pw1"), ("good2", "pw2")):
+            with self.subTest(user=name):
+                s = self.e.session()
+                s.login(name, pw)
+                self.assertEqual(self.stat(s)[0], 1)
+                self.quit_ok(s)
+        for name, _ in bad:
+            with self.subTest(user=name[:20]):
+                s = self.e.session()
+                st = s.cmd("USER " + name)
+                if st.startswith("+OK"):
+                    st = s.cmd("PASS pw")
+                self.assertErr(st)
+                ts = s.timestamp()
+                if ts and s.proc.poll() is None and not s.eof:
+                    try:
+                        st = s.cmd("APOP %s %s" % (name, apop_digest(ts, "pw")))
+                        self.assertErr(st)
+                    except EOFError:
+                        pass
+                s.close()
+
+
+@unittest.skipUnless(IS_ROOT, "needs root (privilege switch)")
+class Root(Base):
+
+    def test_session_runs_as_entry_uid(self):
+        self.alice()
+        s = self.login()
+        pids = proc_tree(s.proc.pid)
+        found = []
+        for pid in pids:
+            st = proc_status(pid)
+            if st.get("Uid") == [str(TEST_UID)] * 4:
+                found.append((pid, st))
+        self.assertTrue(found, "no process of the session runs as uid %d: %r"
+                        % (TEST_UID, {p: proc_status(p).get("Uid") for p in pids}))
+        for pid, st in found:
+            self.assertEqual(st.get("Gid"), [str(TEST_GID)] * 4, "Gid of pid %d" % pid)
+            self.assertIn(st.get("Groups"), ([], [str(TEST_GID)]), "Groups of pid %d" % pid)
+        for pid in pids:   # nothing of the logged-in session may stay uid 0
+            self.assertNotEqual(proc_status(pid).get("Uid", ["x"])[0], "0",
+                                "pid %d still has real uid 0" % pid)
+        self.assertOk(s.cmd("DELE 1"))
+        self.quit_ok(s)
+        st = os.stat(self.e.mbox_path("alice"))
+        self.assertEqual((st.st_uid, st.st_gid, st.st_mode & 0o7777),
+                         (TEST_UID, TEST_GID, 0o600))
+
+    def refused(self, uid, gid):
+        path = self.e.add_user("alice", "{PLAIN}" + PW, uid=uid, gid=gid)
+        self.e.write_userfile()
+        self.e.write_mbox(path, mb.build_mbox(simple_raws(2)))
+        before = self.e.read(path)
+        s = self.e.session()
+        s.cmd("USER alice")
+        st = s.cmd("PASS " + PW)
+        self.assertErr(st, "-ERR [SYS/PERM]")
+        self.assertEqual(self.e.read(path), before)
+
+    def test_uid0_refused(self):
+        self.refused(0, TEST_GID)
+
+    def test_gid0_refused(self):
+        self.refused(TEST_UID, 0)
+
+    def test_lockdir_created_0700(self):
+        self.alice()
+        lockdir = os.path.join(self.e.dir, "newlocks")
+        s = self.e.session(["-l", lockdir])
+        s.login("alice", PW)
+        st = os.stat(lockdir)
+        self.assertEqual((st.st_uid, st.st_mode & 0o7777), (0, 0o700))
+        b = self.e.session(["-l", lockdir])
+        b.cmd("USER alice")
+        self.assertErr(b.cmd("PASS " + PW), "-ERR [IN-USE]")
+        self.quit_ok(s)
+
+    def test_mbox_not_accessible_by_entry_uid(self):
+        # the mbox belongs to root 0600: the switched session must not read it
+        path = self.alice()
+        os.chown(path, 0, 0)
+        before = self.e.read(path)
+        s = self.e.session()
+        s.cmd("USER alice")
+        st = s.cmd("PASS " + PW)
+        self.assertErr(st)      # not "+OK maildrop has 0 messages": it was opened as root
+        s.close()
+        self.assertEqual(self.e.read(path), before)
+
+
+# ====================================================================== transaction
+
+class Transaction(Base):
+
+    def test_stat_list_uidl_retr(self):
+        raws = simple_raws(4)
+        self.alice(raws)
+        s = self.e.session()
+        st = s.login("alice", PW)
+        m = RE_LOGIN.match(st)
+        sizes = [len(mb.delivered(r)) for r in raws]
+        self.assertEqual((int(m.group(1)), int(m.group(2))), (4, sum(sizes)))
+        self.assertEqual(self.stat(s), (4, sum(sizes)))
+        st, lines = s.cmd_lines("LIST")
+        self.assertRegex(st, r"^\+OK 4 messages? \(%d octets?\)$" % sum(sizes))
+        self.assertEqual(lines, ["%d %d" % (i + 1, z) for i, z in enumerate(sizes)])
+        for i, z in enumerate(sizes, 1):
+            self.assertEqual(s.cmd("LIST %d" % i), "+OK %d %d" % (i, z))
+        u = self.uidls(s)
+        self.assertEqual(sorted(u), [1, 2, 3, 4])
+        for i in range(1, 5):
+            self.assertEqual(s.cmd("UIDL %d" % i), "+OK %d %s" % (i, u[i]))
+            self.assertEqual(self.retr(s, i), mb.delivered(raws[i - 1]))
+        self.assertEqual(s.cmd("NOOP")[:3], "+OK")
+        self.quit_ok(s)
+        self.assertMboxRaws(self.e.mbox_path("alice"), raws)
+
+    def test_top(self):
+        raws = [mb.message(b"top", b"l1\n.l2\nl3\n", headers=(b"X-A: 1", b"X-B: 2\n\tcont")),
+                b"Subject: header only\n", mb.message(b"empty", b"")]
+        self.alice(raws)
+        s = self.login()
+        for k in (0, 1, 2, 3, 4, 1000):
+            st, data = s.cmd_multi("TOP 1 %d" % k)
+            self.assertOk(st)
+            self.assertEqual(data, mb.top_expected(raws[0], k), "TOP 1 %d" % k)
+        for k in (0, 5):
+            st, data = s.cmd_multi("TOP 2 %d" % k)
+            self.assertOk(st)
+            self.assertIn(data, (b"Subject: header only\r\n", b"Subject: header only\r\n\r\n"))
+            st, data = s.cmd_multi("TOP 3 %d" % k)
+            self.assertEqual(data, b"Subject: empty\r\n\r\n")
+        self.assertOk(s.cmd("TOP 01 00"))
+        s.multiline()
+        for bad in ("TOP", "TOP 1", "TOP 1 -1", "TOP 1 +1", "TOP 1 x", "TOP 1 1x",
+                    "TOP 1 0 0", "TOP 0 0", "TOP 4 0", "TOP x 1", "TOP -1 1"):
+            with self.subTest(line=bad):
+                self.assertErr(s.cmd(bad))
+        self.quit_ok(s)
+
+    def test_dele_rset(self):
+        raws = simple_raws(4)
+        self.alice(raws)
+        sizes = [len(mb.delivered(r)) for r in raws]
+        s = self.login()
+        self.assertEqual(s.cmd("DELE 2"), "+OK message 2 deleted")
+        self.assertEqual(s.cmd("DELE 04"), "+OK message 4 deleted")
+        self.assertEqual(self.stat(s), (2, sizes[0] + sizes[2]))
+        self.assertEqual(self.list_sizes(s), {1: sizes[0], 3: sizes[2]})
+        self.assertEqual(sorted(self.uidls(s)), [1, 3])
+        st = s.cmd("RSET")
+        self.assertRegex(st, RE_LOGIN)
+        self.assertEqual(RE_LOGIN.match(st).groups(), ("4", str(sum(sizes))))
+        self.assertEqual(self.stat(s), (4, sum(sizes)))
+        self.assertEqual(self.list_sizes(s), dict(enumerate(sizes, 1)))
+        self.assertOk(s.cmd("DELE 3"))
+        self.quit_ok(s)
+        self.assertMboxRaws(self.e.mbox_path("alice"), [raws[0], raws[1], raws[3]])
+
+    def test_deleted_message_in_every_command(self):
+        raws = simple_raws(3)
+        self.alice(raws)
+        s = self.login()
+        self.assertOk(s.cmd("DELE 2"))
+        for line in ("LIST 2", "UIDL 2", "RETR 2", "TOP 2 0", "DELE 2", "LIST 02"):
+            with self.subTest(line=line):
+                self.assertErr(s.cmd(line))
+        self.assertNotIn(2, self.list_sizes(s))
+        self.assertNotIn(2, self.uidls(s))
+        self.assertEqual(self.stat(s)[0], 2)
+        self.assertEqual(self.retr(s, 3), mb.delivered(raws[2]))   # numbers stay
+        self.quit_ok(s)
+        self.assertMboxRaws(self.e.mbox_path("alice"), [raws[0], raws[2]])
+
+    def test_number_parsing(self):
+        raws = simple_raws(3)
+        self.alice(raws)
+        path = self.e.mbox_path("alice")
+        before = self.e.read(path)
+        s = self.login()
+        bad_args = ["0", "00", "-1", "+1", "1x", "01x", "x1", "1.0", "1 2", "9" * 30, "4",
+                    "18446744073709551617", "4294967297", "0x1", "１"]
+        for cmd in ("LIST", "UIDL", "RETR", "DELE", "TOP"):
+            for arg in bad_args:
+                line = "%s %s" % (cmd, arg)
+                if cmd == "TOP":
+                    line += " 0"
+                with self.subTest(line=line):
+                    st = s.cmd(line.encode("utf-8"))
+                    self.assertErr(st)
+        for cmd in ("RETR", "DELE", "TOP"):
+            self.assertErr(s.cmd(cmd), msg="%s without argument" % cmd)
+        self.assertEqual(self.stat(s)[0], 3, "a bad DELE deleted something")
+        self.assertRegex(s.cmd("LIST 01"), r"^\+OK 1 \d+$")
+        self.assertRegex(s.cmd("LIST 0003"), r"^\+OK 3 \d+$")
+        self.assertRegex(s.cmd("UIDL 001"), r"^\+OK 1 \S+$")
+        self.assertEqual(self.retr(s, 1), mb.delivered(raws[0]))
+        st, data = s.cmd_multi("RETR 02")
+        self.assertEqual(data, mb.delivered(raws[1]))
+        self.quit_ok(s)
+        self.assertEqual(self.e.read(path), before)
+
+    def test_empty_and_missing_maildrop(self):
+        path = self.alice(raws=False)            # no mbox file at all
+        s = self.login()
+        self.assertEqual(self.stat(s), (0, 0))
+        st, lines = s.cmd_lines("LIST")
+        self.assertEqual(lines, [])
+        st, lines = s.cmd_lines("UIDL")
+        self.assertEqual(lines, [])
+        for line in ("RETR 1", "LIST 1", "DELE 1", "TOP 1 0", "UIDL 1"):
+            self.assertErr(s.cmd(line))
+        self.quit_ok(s)
+        self.e.write_mbox(path, b"")
+        s = self.login()
+        self.assertEqual(self.stat(s), (0, 0))
+        self.quit_ok(s)
+        self.assertEqual(self.e.read(path), b"")
+
+    def test_delete_all(self):
+        raws = simple_raws(3)
+        path = self.alice(raws)
+        ino = os.stat(path).st_ino
+        s = self.login()
+        for i in (1, 2, 3):
+            self.assertOk(s.cmd("DELE %d" % i))
+        self.assertEqual(self.stat(s), (0, 0))
+        self.quit_ok(s)
+        self.assertEqual(mb.split_mbox(self.e.read(path)), [])
+        self.assertEqual(self.e.read(path).strip(), b"")
+        self.assertEqual(os.stat(path).st_ino, ino)
+
+    def test_quit_removes_exactly_the_deleted(self):
+        raws, seps = mb.tricky_corpus(big=False)
+        path = self.alice(raws, seps=seps)
+        before = self.e.read(path)
+        orig = mb.split_mbox(before)
+        st = os.stat(path)
+        dele = {1, 4, 7, 10, len(raws) - 1}
+        s = self.login()
+        for i in sorted(dele):
+            self.assertOk(s.cmd("DELE %d" % i))
+        self.quit_ok(s)
+        after = mb.split_mbox(self.e.read(path))
+        self.assertEqual(after, [m for i, m in enumerate(orig, 1) if i not in dele])
+        st2 = os.stat(path)
+        self.assertEqual((st.st_ino, st.st_uid, st.st_gid, st.st_mode),
+                         (st2.st_ino, st2.st_uid, st2.st_gid, st2.st_mode))
+
+    def test_delete_before_message_without_final_newline(self):
+        raws = simple_raws(2) + [mb.message(b"nonl", b"no newline at end")]
+        path = self.alice(raws)
+        s = self.login()
+        self.assertOk(s.cmd("DELE 2"))
+        self.quit_ok(s)
+        self.assertMboxRaws(path, [raws[0], raws[2]])
+        s = self.login()
+        self.assertEqual(self.retr(s, 2), mb.delivered(raws[2]))
+        self.assertOk(s.cmd("DELE 2"))
+        self.quit_ok(s)
+        self.assertMboxRaws(path, [raws[0]])
+
+
+# ====================================================================== lines
+
+class Lines(Base):
+
+    def test_255_octet_line_accepted_256_rejected(self):
+        raws = simple_raws(3)
+        self.alice(raws)
+        size1 = len(mb.delivered(raws[0]))
+        s = self.login()
+        line255 = "LIST " + "0" * 247 + "1"            # 253 + CRLF = 255
+        self.assertEqual(len(line255) + 2, 255)
+        self.assertEqual(s.cmd(line255), "+OK 1 %d" % size1)
+        line254lf = "LIST " + "0" * 248 + "1"          # 254 + LF = 255
+        s.send(line254lf + "\n")
+        self.assertEqual(s.reply(), "+OK 1 %d" % size1)
+        # 256 octets with CRLF: exactly one -ERR, then the next command
+        line256 = "LIST " + "0" * 248 + "1"
+        self.assertEqual(len(line256) + 2, 256)
+        s.send(line256 + "\r\nSTAT\r\n")
+        self.assertErr(s.reply())
+        self.assertRegex(s.reply(), RE_STAT)
+        # 255 octets + bare LF = 256: too long as well
+        s.send("LIST " + "0" * 249 + "1\nSTAT\r\n")
+        self.assertErr(s.reply())
+        self.assertRegex(s.reply(), RE_STAT)
+        # unknown command of exactly 255 octets: an ordinary -ERR, and one only
+        s.send("X" * 253 + "\r\nSTAT\r\n")
+        self.assertErr(s.reply())
+        self.assertRegex(s.reply(), RE_STAT)
+        self.quit_ok(s)
+
+    def test_overlong_tail_never_executed(self):
+        raws = simple_raws(3)
+        path = self.alice(raws)
+        before = self.e.read(path)
+        size1 = len(mb.delivered(raws[0]))
+        s = self.login()
+        for pad in (255, 256, 300, 1023, 1024, 4095, 4096, 8192, 65536, 200000):
+            with self.subTest(pad=pad):
+                # if the tail after the first 255 octets ran, message 1 would
+                # be deleted and "LIST 1" would fail; one reply too many would
+                # also shift the replies.
+                s.send(b"X" * pad + b"DELE 1\r\nLIST 1\r\n")
+                self.assertErr(s.reply())
+                self.assertEqual(s.reply(), "+OK 1 %d" % size1)
+        # a QUIT in the tail must not end the session nor commit DELE 2
+        s.send(b"DELE 2\r\n" + b"A" * 255 + b"QUIT\r\nRSET\r\n")
+        self.assertEqual(s.reply(), "+OK message 2 deleted")
+        self.assertErr(s.reply())
+        self.assertRegex(s.reply(), RE_LOGIN)
+        self.assertEqual(self.stat(s)[0], 3)
+        self.quit_ok(s)
+        self.assertEqual(self.e.read(path), before)
+
+    def test_overlong_in_authorization(self):
+        self.alice()
+        s = self.e.session()
+        s.send(b"Q" * 255 + b"QUIT\r\nCAPA\r\n")
+        self.assertErr(s.reply())
+        self.assertOk(s.reply())                        # CAPA
+        self.assertEqual(sorted(s.multiline_lines()), sorted(CAPS))
+        s.send(b"USER " + b"a" * 300 + b"\r\n")
+        self.assertErr(s.reply())
+        s.send(b"USER alice " + b" " * 250 + b"PASS secret\r\n")
+        self.assertErr(s.reply())
+        s.login("alice", PW)      # the over-long lines counted as no failure
+        self.quit_ok(s)
+
+    def test_nul_voids_line(self):
+        raws = simple_raws(3)
+        path = self.alice(raws)
+        before = self.e.read(path)
+        s = self.e.session()
+        self.assertErr(s.cmd(b"USER alice\x00"))
+        self.assertErr(s.cmd(b"PASS " + PW.encode()), msg="PASS after a voided USER")
+        self.assertErr(s.cmd(b"QUIT\x00"))
+        self.assertErr(s.cmd(b"\x00QUIT"))
+        s.login("alice", PW)
+        for line in (b"DELE 1\x00", b"DELE\x001", b"\x00DELE 1", b"DELE 1\x00 2",
+                     b"QUIT\x00"):
+            with self.subTest(line=line):
+                self.assertErr(s.cmd(line))
+        self.assertEqual(self.stat(s)[0], 3)
+        self.assertRegex(s.cmd("LIST 1"), r"^\+OK 1 \d+$")
+        self.quit_ok(s)
+        self.assertEqual(self.e.read(path), before)
+
+    def test_bare_lf_and_empty_lines(self):
+        self.alice()
+        s = self.e.session()
+        s.send(b"USER alice\nPASS secret\nSTAT\n")
+        self.assertOk(s.reply())
+        self.assertRegex(s.reply(), RE_LOGIN)
+        self.assertRegex(s.reply(), RE_STAT)
+        s.send(b"\r\n")
+        self.assertErr(s.reply())
+        s.send(b"QUIT\n")
+        self.assertOk(s.reply())
+        s.expect_eof()
+        self.assertEqual(s.wait(), 0)
+
+
+# ====================================================================== pipelining
+
+class Pipelining(Base):
+
+    def test_pipeline_from_user_to_quit(self):
+        raws = simple_raws(3)
+        path = self.alice(raws)
+        s = self.e.session(read_greeting=False)
+        s.send("USER alice\r\nPASS secret\r\nSTAT\r\nLIST\r\nUIDL\r\nRETR 1\r\nTOP 2 0\r\n"
+               "DELE 1\r\nLIST 1\r\nRSET\r\nNOOP\r\nCAPA\r\nLIST 3\r\nDELE 3\r\nQUIT\r\n")
+        self.assertOk(s.reply())                       # greeting
+        self.assertOk(s.reply())                       # USER
+        self.assertRegex(s.reply(), RE_LOGIN)          # PASS
+        self.assertRegex(s.reply(), RE_STAT)
+        self.assertOk(s.reply())
+        self.assertEqual(len(s.multiline_lines()), 3)  # LIST
+        self.assertOk(s.reply())
+        self.assertEqual(len(s.multiline_lines()), 3)  # UIDL
+        self.assertRegex(s.reply(), RE_RETR)
+        self.assertEqual(s.multiline(), mb.delivered(raws[0]))
+        self.assertOk(s.reply())
+        self.assertEqual(s.multiline(), mb.top_expected(raws[1], 0))
+        self.assertEqual(s.reply(), "+OK message 1 deleted")
+        self.assertErr(s.reply())                      # LIST 1 (deleted)
+        self.assertRegex(s.reply(), RE_LOGIN)          # RSET
+        self.assertOk(s.reply())                       # NOOP
+        self.assertOk(s.reply())
+        self.assertEqual(sorted(s.multiline_lines()), sorted(CAPS))
+        self.assertRegex(s.reply(), r"^\+OK 3 \d+$")
+        self.assertEqual(s.reply(), "+OK message 3 deleted")
+        self.assertOk(s.reply())                       # QUIT
+        self.assertEqual(s.expect_eof(), b"")
+        self.assertEqual(s.wait(), 0)
+        self.assertMboxRaws(path, raws[:2])
+
+    def test_pipeline_failed_login_then_login(self):
+        self.alice()
+        s = self.e.session(read_greeting=False)
+        s.send("USER alice\r\nPASS wrong\r\nUSER alice\r\nPASS secret\r\nSTAT\r\nQUIT\r\n")
+        self.assertOk(s.reply())
+        self.assertOk(s.reply())
+        self.assertErr(s.reply(), AUTH_ERR)
+        self.assertOk(s.reply())
+        self.assertRegex(s.reply(), RE_LOGIN)
+        self.assertRegex(s.reply(), RE_STAT)
+        self.assertOk(s.reply())
+        s.expect_eof()
+
+    def test_pipeline_many_commands(self):
+        self.alice()
+        s = self.login()
+        n = 2000
+        s.send_bg(b"NOOP\r\n" * n + b"LIST 2\r\n" + b"STAT\r\n" * n + b"QUIT\r\n")
+        for i in range(n):
+            self.assertEqual(s.reply(), "+OK", "reply %d" % i)
+        self.assertRegex(s.reply(), r"^\+OK 2 \d+$")
+        for i in range(n):
+            self.assertRegex(s.reply(), RE_STAT)
+        self.assertOk(s.reply())
+        s.expect_eof()
+        self.assertEqual(s.wait(), 0)
+
+    def test_one_write_per_reply(self):
+        if not shutil.which("strace"):
+            self.skipTest("strace not installed")
+        probe = subprocess.run(["strace", "-o", "/dev/null", "true"], capture_output=True,
+                               timeout=10)
+        if probe.returncode != 0:
+            self.skipTest("strace cannot trace here")
+        self.alice()
+        log = os.path.join(self.e.dir, "strace.log")
+        argv = ["strace", "-f", "-qq", "-e", "trace=write,writev,sendto,sendmsg,pwrite64",
+                "-e", "signal=none", "-o", log] + self.e.args()
+        p = self.e.popen(argv)
+        s = Session(PipeTransport(p), proc=p)
+        n_replies = 1
+        for line in ("CAPA", "USER alice", "PASS secret", "LIST", "UIDL", "RETR 1",
+                     "TOP 2 1", "STAT", "NOOP"):
+            st = s.cmd(line)
+            if line in ("CAPA", "LIST", "UIDL", "RETR 1", "TOP 2 1"):
+                s.multiline()
+            n_replies += 1
+        interactive = n_replies
+        # pipelined: all replies of one packet may come in fewer writes
+        s.send("LIST\r\nUIDL\r\nSTAT\r\nNOOP\r\nLIST 1\r\n")
+        s.reply(), s.multiline(), s.reply(), s.multiline(), s.reply(), s.reply(), s.reply()
+        s.cmd("QUIT")
+        s.expect_eof()
+        p.wait(timeout=10)
+        with open(log) as f:
+            writes = [l for l in f if re.search(r"\b(write|writev|sendto|sendmsg)\(1,", l)]
+        self.assertLessEqual(len(writes), interactive + 1 + 1,
+                             "%d writes to fd 1 for %d interactive replies + 1 pipelined "
+                             "batch + QUIT:\n%s" % (len(writes), interactive,
+                                                    "".join(w[:100] + "\n" for w in writes)))
+
+    def test_pipeline_big_retr_then_commands(self):
+        raws = simple_raws(2) + [mb.big_message()]
+        self.alice(raws)
+        s = self.e.session(read_greeting=False)
+        s.send("USER alice\r\nPASS secret\r\nRETR 3\r\nRETR 1\r\nRETR 3\r\nSTAT\r\nQUIT\r\n")
+        s.reply()
+        s.reply()
+        self.assertRegex(s.reply(), RE_LOGIN)
+        for i in (3, 1, 3):
+            m = RE_RETR.match(s.reply())
+            self.assertTrue(m)
+            data = s.multiline()
+            self.assertEqual(data, mb.delivered(raws[i - 1]))
+            self.assertEqual(int(m.group(1)), len(data))
+        self.assertRegex(s.reply(), RE_STAT)
+        self.assertOk(s.reply())
+        s.expect_eof()
+
+
+# ====================================================================== locks, drops, timeouts
+
+class Locks(Base):
+
+    def test_in_use_then_released_at_quit(self):
+        raws = simple_raws(3)
+        path = self.alice(raws)
+        a = self.login()
+        self.assertOk(a.cmd("DELE 1"))
+        b = self.e.session()
+        b.cmd("USER alice")
+        t0 = time.monotonic()
+        st = b.cmd("PASS " + PW)
+        self.assertLess(time.monotonic() - t0, 2.0, "[IN-USE] must come at once")
+        self.assertErr(st, "-ERR [IN-USE]")
+        self.assertEqual(b.expect_eof(), b"")
+        self.assertEqual(b.wait(), 1)
+        # APOP is refused the same way
+        c = self.e.session()
+        st = c.cmd("APOP alice " + apop_digest(c.timestamp(), PW))
+        self.assertErr(st, "-ERR [IN-USE]")
+        c.expect_eof()
+        self.quit_ok(a)
+        d = self.login()             # at once, no waiting
+        self.assertEqual(self.stat(d)[0], 2)
+        self.quit_ok(d)
+        self.assertMboxRaws(path, raws[1:])
+
+    def test_in_use_logged(self):
+        self.alice()
+        a = self.login()
+        rc, out, err = self.e.run(b"USER alice\r\nPASS secret\r\nSTAT\r\n", extra=["-e"])
+        self.assertIn(b"-ERR [IN-USE]", out)
+        self.assertNotIn(b"+OK 3", out)
+        self.assertEqual(rc, 1)
+        self.assertRegex(err.decode("latin-1"), r"in-use user=alice rhost=local")
+        self.quit_ok(a)
+
+    def test_in_use_same_file_other_path_spelling(self):
+        path = self.e.mbox_path("shared")
+        self.e.write_mbox(path, mb.build_mbox(simple_raws(2)))
+        self.e.add_user("u1", "{PLAIN}p1", mbox=path)
+        self.e.add_user("u2", "{PLAIN}p2", mbox=path.replace("/mail/", "/mail/./"))
+        self.e.write_userfile()
+        a = self.e.session()
+        a.login("u1", "p1")
+        b = self.e.session()
+        b.cmd("USER u2")
+        self.assertErr(b.cmd("PASS p2"), "-ERR [IN-USE]")
+        self.quit_ok(a)
+
+    def test_in_use_shared_maildrop_two_users(self):
+        path = self.e.mbox_path("shared")
+        self.e.write_mbox(path, mb.build_mbox(simple_raws(2)))
+        self.e.add_user("u1", "{PLAIN}p1", mbox=path)
+        self.e.add_user("u2", "{PLAIN}p2", mbox=path)
+        self.e.write_userfile()
+        a = self.e.session()
+        a.login("u1", "p1")
+        b = self.e.session()
+        b.cmd("USER u2")
+        self.assertErr(b.cmd("PASS p2"), "-ERR [IN-USE]")
+        self.quit_ok(a)
+
+    def test_kill9_leaves_no_lock(self):
+        raws = simple_raws(3)
+        path = self.alice(raws)
+        before = self.e.read(path)
+        a = self.login()
+        self.assertOk(a.cmd("DELE 1"))
+        self.assertOk(a.cmd("DELE 2"))
+        tree = proc_tree(a.proc.pid)
+        for pid in tree:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        a.proc.wait(timeout=5)
+        wait_for(lambda: all(proc_status(p).get("State", ["Z"])[0] == "Z"
+                             for p in tree[1:]), timeout=3)
+        b = self.e.session()
+        t0 = time.monotonic()
+        b.login("alice", PW)
+        self.assertLess(time.monotonic() - t0, 2.0)
+        self.assertEqual(self.stat(b)[0], 3)
+        self.quit_ok(b)
+        self.assertEqual(self.e.read(path), before)
+
+    def test_dropped_connection_deletes_nothing(self):
+        raws = simple_raws(3)
+        path = self.alice(raws)
+        before = self.e.read(path)
+        a = self.login()
+        self.assertOk(a.cmd("DELE 1"))
+        self.assertOk(a.cmd("DELE 3"))
+        a.t.close_write()
+        a.expect_eof()
+        self.assertEqual(a.wait(), 1, "exit status after a dropped connection")
+        self.assertEqual(self.e.read(path), before)
+        b = self.login()
+        self.assertEqual(self.stat(b)[0], 3)
+        self.quit_ok(b)
+
+    def test_dropped_during_big_retr_deletes_nothing(self):
+        raws = simple_raws(2) + [mb.big_message()]
+        path = self.alice(raws)
+        before = self.e.read(path)
+        a = self.login()
+        self.assertOk(a.cmd("DELE 1"))
+        a.send("RETR 3\r\n")
+        a.readline()
+        a.t.close()                 # stop reading and go away mid-message
+        a.proc.wait(timeout=10)
+        self.assertNotEqual(a.proc.returncode, 0)
+        self.assertEqual(self.e.read(path), before)
+        b = self.login()
+        self.assertEqual(self.stat(b)[0], 3)
+        self.quit_ok(b)
+
+    def test_idle_timeout_after_login_deletes_nothing(self):
+        raws = simple_raws(3)
+        path = self.alice(raws)
+        before = self.e.read(path)
+        a = self.login(extra=["-t", "1"])
+        self.assertOk(a.cmd("DELE 1"))
+        t0 = time.monotonic()
+        rest = a.expect_eof(timeout=8)
+        dt = time.monotonic() - t0
+        self.assertGreater(dt, 0.5)
+        self.assertTrue(rest == b"" or (rest.startswith(b"-ERR") and rest.count(b"\r\n") == 1
+                                        and rest.endswith(b"\r\n")), rest)
+        self.assertEqual(a.wait(), 1)
+        self.assertEqual(self.e.read(path), before)
+        b = self.login()
+        self.quit_ok(b)
+
+    def test_idle_timeout_before_login(self):
+        self.alice()
+        a = self.e.session(["-T", "1", "-e"])
+        a.cmd("USER alice")
+        rest = a.expect_eof(timeout=8)
+        self.assertTrue(rest == b"" or rest.startswith(b"-ERR"), rest)
+        self.assertEqual(a.wait(), 1)
+        self.assertRegex(a.proc.stderr.read().decode("latin-1"), r"timeout user=\S+ rhost=local")
+
+
+# ====================================================================== mbox sizes, UIDL, update
+
+class Mbox(Base):
+
+    def test_size_invariant_tricky_corpus(self):
+        raws, seps = mb.tricky_corpus()
+        path = self.alice(raws, seps=seps)
+        stored = self.e.read(path)
+        split = mb.split_mbox(stored)
+        self.assertEqual([m.raw for m in split], raws, "test's own splitter")
+        s = self.login()
+        n, total = self.stat(s)
+        self.assertEqual(n, len(raws))
+        sizes = self.list_sizes(s)
+        self.assertEqual(sum(sizes.values()), total, "STAT total vs LIST")
+        for i, m in enumerate(split, 1):
+            with self.subTest(msg=i, subject=m.raw[:30]):
+                want = mb.delivered(m.raw)
+                self.assertEqual(sizes[i], len(want), "LIST size")
+                self.assertEqual(s.cmd("LIST %d" % i), "+OK %d %d" % (i, len(want)))
+                got = self.retr(s, i)
+                self.assertEqual(len(got), sizes[i], "octets RETR delivers vs LIST")
+                self.assertTrue(got == want, "content differs (len %d vs %d)"
+                                % (len(got), len(want)))
+        self.assertEqual(total, sum(len(mb.delivered(r)) for r in raws))
+        self.quit_ok(s)
+        self.assertEqual(self.e.read(path), stored)
+
+    def check_all(self, raws, path):
+        """Log in; every LIST size == RETR octets == expected content; QUIT;
+        the mbox is unchanged."""
+        before = self.e.read(path)
+        self.assertEqual([m.raw for m in mb.split_mbox(before)], raws, "test's own splitter")
+        s = self.login()
+        self.assertEqual(self.stat(s), (len(raws), sum(len(mb.delivered(r)) for r in raws)))
+        sizes = self.list_sizes(s)
+        for i, raw in enumerate(raws, 1):
+            want = mb.delivered(raw)
+            got = self.retr(s, i)
+            self.assertEqual(sizes[i], len(want), "LIST size of message %d" % i)
+            if got != want:
+                k = next((j for j in range(min(len(got), len(want))) if got[j] != want[j]),
+                         min(len(got), len(want)))
+                self.fail("message %d differs at octet %d: got %r, want %r"
+                          % (i, k, got[max(0, k - 20):k + 20], want[max(0, k - 20):k + 20]))
+        self.quit_ok(s)
+        self.assertEqual(self.e.read(path), before)
+
+    def test_read_boundaries_in_messages(self):
+        # awkward octets exactly around the 64 KiB (and 4 KiB) read boundaries,
+        # counted from the start of the message and of the file
+        raws = []
+        for base in (4096, 65536, 131072):
+            for d in range(-3, 4):
+                for pat in (b"\r\n", b"\r\r\n", b"\n.dot\n", b"\rX\n", b"\n..\n",
+                            b"\r\n.\r\n"):
+                    head = b"Subject: boundary %d %d %r\n\n" % (base, d, pat)
+                    fill = base + d - len(head) - 1
+                    raws.append(head + b"a" * fill + b"\n" + pat + b"tail\n")
+        path = self.alice(raws)
+        self.check_all(raws, path)
+
+    def test_read_boundaries_between_messages(self):
+        path = self.alice(raws=False)
+        for base in (4096, 65536):
+            for d in range(-7, 8):
+                for sep in (b"\n", b"\r\n"):
+                    with self.subTest(base=base, d=d, sep=sep):
+                        first = b"Subject: first\n\n"
+                        # the second From_ line starts at file offset base + d
+                        fill = base + d - len(mb.FROM_LINE) - len(first) - 1 - len(sep)
+                        r1 = first + b"b" * fill + b"\n"
+                        r2 = mb.message(b"second", b".x\n")
+                        self.e.write_mbox(path, mb.build_mbox([r1, r2], seps=[sep, b"\n"]))
+                        self.assertEqual(self.e.read(path).index(b"From ", 5), base + d)
+                        self.check_all([r1, r2], path)
+
+    def test_top_tricky_corpus(self):
+        raws, seps = mb.tricky_corpus()
+        self.alice(raws, seps=seps)
+        s = self.login()
+        for i, raw in enumerate(raws, 1):
+            for k in (0, 1, 3, 100000):
+                with self.subTest(msg=i, k=k):
+                    st, data = s.cmd_multi("TOP %d %d" % (i, k))
+                    self.assertOk(st)
+                    want = mb.top_expected(raw, k)
+                    if b"\n\n" not in raw and b"\n\r\n" not in raw:   # header only
+                        self.assertIn(data, (want, want + b"\r\n"))
+                    else:
+                        self.assertTrue(data == want, "TOP %d %d: %r... vs %r..."
+                                        % (i, k, data[:80], want[:80]))
+        self.quit_ok(s)
+
+    def test_uidl_expected_values(self):
+        raws = [
+            mb.message(b"u1", b"body one\n", headers=(
+                b"Date: Thu, 27 Nov 2025 10:00:00 +0000",
+                b"Received: from a.example.org (a [192.0.2.1])\n\tby mx.example.org; "
+                b"Thu, 27 Nov 2025 10:00:01 +0000",
+                b"Received: from b by c; Thu, 27 Nov 2025 09:59:00 +0000",
+                b"Message-ID: <after-received@example.org>",
+                b"Delivered-To: alice@example.org",
+                b"X-Delivery-ID: 4711")),
+            mb.message(b"u2", b"body two\nline\n", headers=(
+                b"Message-ID: <no-received@example.org>",
+                b"Date: Thu, 27 Nov 2025 11:00:00 +0000")),
+            mb.message(b"u3", b"x\n", headers=(
+                b"RECEIVED: from upper by case; Thu, 27 Nov 2025 12:00:00 +0000",
+                b"delivered-to: lower@example.org",
+                b"Date: Thu, 27 Nov 2025 12:00:05 +0000",
+                b"Status: RO", b"X-Status: A", b"X-UID: 7", b"Content-Length: 2")),
+            mb.message(b"u4 no selected headers", b"thirteen chr\n"),
+            mb.message(b"u5", b"", headers=(b"Received: x",)),
+        ]
+        self.alice(raws)
+        want = mb.expected_uidls(raws)
+        s = self.login()
+        got = self.uidls(s)
+        for i, w in enumerate(want, 1):
+            with self.subTest(msg=i):
+                self.assertEqual(got[i], w, "UIDL of message %d; digest input %r"
+                                 % (i, mb.uidl_source(raws[i - 1])))
+        self.quit_ok(s)
+
+    def test_uidl_syntax_unique_and_stable(self):
+        raws, seps = mb.tricky_corpus(big=False)
+        # appending to a file whose last line lacks its newline would change
+        # that message: leave the "no final newline" message out here
+        raws, seps = raws[:-1], seps[:-1]
+        path = self.alice(raws, seps=seps)
+        s = self.login()
+        u1 = self.uidls(s)
+        self.quit_ok(s)
+        self.assertEqual(len(u1), len(raws))
+        for i, u in u1.items():
+            self.assertRegex(u, RE_UIDL, "UIDL %d" % i)
+        self.assertEqual(len(set(u1.values())), len(u1), "UIDLs not unique")
+        s = self.login()
+        self.assertEqual(self.uidls(s), u1, "UIDLs differ between sessions")
+        dele = {2, 5, 9}
+        for i in dele:
+            self.assertOk(s.cmd("DELE %d" % i))
+        self.quit_ok(s)
+        new = simple_raws(2, tag=b"new")
+        self.e.append_locked(path, mb.build_mbox(new))
+        s = self.login()
+        u2 = self.uidls(s)
+        self.quit_ok(s)
+        kept = [u for i, u in sorted(u1.items()) if i not in dele]
+        self.assertEqual([u2[i] for i in range(1, len(kept) + 1)], kept)
+        self.assertEqual(len(u2), len(kept) + 2)
+        self.assertEqual(len(set(u2.values())), len(u2))
+        for u in u2.values():
+            self.assertRegex(u, RE_UIDL)
+        s = self.login()
+        self.assertEqual(self.uidls(s), u2)
+        self.quit_ok(s)
+
+    def test_uidl_duplicates(self):
+        a = simple_raws(1, tag=b"dup")[0]
+        b = simple_raws(2, tag=b"other")[1]
+        raws = [a, b, a, a]
+        self.alice(raws)
+        s = self.login()
+        u = self.uidls(s)
+        base = u[1]
+        self.assertEqual(u[3], base + "-2")
+        self.assertEqual(u[4], base + "-3")
+        self.assertNotEqual(u[2], base)
+        self.assertEqual(list(u.values()), mb.expected_uidls(raws))
+        self.assertEqual(s.cmd("UIDL 4"), "+OK 4 %s-3" % base)
+        self.quit_ok(s)
+        s = self.login()
+        self.assertEqual(self.uidls(s), u)
+        self.quit_ok(s)
+
+    def test_uidl_unchanged_by_status_headers(self):
+        raws = simple_raws(4)
+        path = self.alice(raws)
+        s = self.login()
+        u1 = self.uidls(s)
+        self.quit_ok(s)
+        rewritten = []
+        for i, r in enumerate(raws):
+            hdr, _, body = r.partition(b"\n\n")
+            extra = [b"Status: RO\n", b"X-Status: AF\n", b"X-Keywords: $Label1\n",
+                     b"X-UID: %d\n" % (i + 1), b"Content-Length: %d\n" % len(body),
+                     b"Lines: %d\n" % body.count(b"\n")]
+            if i % 2:
+                r2 = hdr + b"\n" + b"".join(extra) + b"\n" + body
+            else:
+                r2 = b"".join(extra[:3]) + hdr + b"\n\n" + body
+            rewritten.append(r2)
+        self.e.write_mbox(path, mb.build_mbox(rewritten))
+        s = self.login()
+        self.assertEqual(self.uidls(s), u1)
+        self.quit_ok(s)
+
+    def test_append_during_session_survives_update(self):
+        raws = simple_raws(4)
+        path = self.alice(raws)
+        st1 = os.stat(path)
+        s = self.login()
+        new = simple_raws(2, tag=b"late")
+        self.e.append_locked(path, mb.build_mbox(new[:1]))
+        self.assertEqual(self.stat(s)[0], 4, "message list frozen at login")
+        self.assertErr(s.cmd("LIST 5"))
+        self.assertOk(s.cmd("DELE 1"))
+        self.assertOk(s.cmd("DELE 3"))
+        self.e.append_locked(path, mb.build_mbox(new[1:]))
+        self.quit_ok(s)
+        st2 = os.stat(path)
+        self.assertEqual(st1.st_ino, st2.st_ino, "mbox inode changed")
+        self.assertEqual((st1.st_uid, st1.st_gid, st1.st_mode),
+                         (st2.st_uid, st2.st_gid, st2.st_mode))
+        self.assertMboxRaws(path, [raws[1], raws[3]] + new)
+        s = self.login()
+        self.assertEqual(self.retr(s, 3), mb.delivered(new[0]))
+        self.assertEqual(self.retr(s, 4), mb.delivered(new[1]))
+        self.quit_ok(s)
+
+    def habit(self, one_by_one):
+        raws, seps = mb.tricky_corpus(big=False)
+        path = self.alice(raws, seps=seps)
+        ino = os.stat(path).st_ino
+        late = simple_raws(1, tag=b"late")
+        s = self.login()
+        n, _ = self.stat(s)
+        sizes = self.list_sizes(s)
+        if one_by_one:
+            for i in range(1, n + 1):
+                data = self.retr(s, i)
+                self.assertEqual(data, mb.delivered(raws[i - 1]))
+                self.assertEqual(len(data), sizes[i])
+                self.assertEqual(s.cmd("DELE %d" % i), "+OK message %d deleted" % i)
+                if i == 3:
+                    self.e.append_locked(path, mb.build_mbox(late))
+        else:
+            for i in range(1, n + 1):
+                data = self.retr(s, i)
+                self.assertEqual(data, mb.delivered(raws[i - 1]))
+            self.e.append_locked(path, mb.build_mbox(late))
+            for i in range(1, n + 1):
+                self.assertEqual(s.cmd("DELE %d" % i), "+OK message %d deleted" % i)
+        self.assertEqual(self.stat(s), (0, 0))
+        self.quit_ok(s)
+        self.assertMboxRaws(path, late)
+        self.assertEqual(os.stat(path).st_ino, ino)
+        s = self.login()
+        self.assertEqual(self.stat(s)[0], 1)
+        self.assertEqual(self.retr(s, 1), mb.delivered(late[0]))
+        self.quit_ok(s)
+
+    def test_habit_retr_dele_one_by_one(self):
+        self.habit(True)
+
+    def test_habit_retr_all_then_dele_all(self):
+        self.habit(False)
+
+    def rewrite_during_session(self, s, path, raws):
+        """Another program rewrites the mbox (not an append) while the
+        session runs: a Status: header is added to message 1."""
+        changed = [b"Status: RO\n" + raws[0]] + raws[1:]
+        data = mb.build_mbox(changed)
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, data, 0)            # in place, like a mail reader would
+        finally:
+            os.close(fd)
+        self.assertEqual(self.e.read(path), data)
+        return changed
+
+    def test_rewrite_during_session_no_stale_retr(self):
+        raws = simple_raws(3)
+        path = self.alice(raws)
+        s = self.login()
+        self.rewrite_during_session(s, path, raws)
+        st = s.cmd("RETR 2")
+        if st.startswith("-ERR"):
+            self.assertErr(st, "-ERR [SYS/TEMP]")
+            return
+        try:
+            data = s.multiline()
+        except EOFError:
+            return                          # ended without ".": acceptable
+        self.assertEqual(data, mb.delivered(raws[1]),
+                         "RETR 2 after a concurrent rewrite sent other data")
+
+    def test_rewrite_during_session_no_corruption(self):
+        raws = simple_raws(3)
+        path = self.alice(raws)
+        s = self.login()
+        self.assertOk(s.cmd("DELE 2"))
+        changed = self.rewrite_during_session(s, path, raws)
+        st = s.cmd("QUIT")
+        s.expect_eof()
+        after = self.e.read(path)
+        if st.startswith("-ERR"):
+            self.assertErr(st, "-ERR [SYS/TEMP]")
+            self.assertEqual(after, mb.build_mbox(changed), "nothing may be deleted")
+        else:
+            self.assertEqual([m.raw for m in mb.split_mbox(after)],
+                             [changed[0], changed[2]], "mbox corrupted by the update")
+
+    def test_truncated_during_session(self):
+        raws = simple_raws(3)
+        path = self.alice(raws)
+        s = self.login()
+        self.assertOk(s.cmd("DELE 1"))
+        self.e.write_mbox(path, mb.build_mbox(raws[2:]))   # shrank: not an append
+        shrunk = self.e.read(path)
+        st = s.cmd("QUIT")
+        s.expect_eof()
+        self.assertErr(st, "-ERR [SYS/TEMP]")
+        self.assertEqual(self.e.read(path), shrunk)
+
+    def test_rewritten_mbox_between_sessions(self):
+        # a changed (not appended) mbox between sessions is simply re-read
+        raws = simple_raws(3)
+        path = self.alice(raws)
+        s = self.login()
+        self.quit_ok(s)
+        self.e.write_mbox(path, mb.build_mbox(raws[1:]))
+        s = self.login()
+        self.assertEqual(self.stat(s)[0], 2)
+        self.assertEqual(self.retr(s, 1), mb.delivered(raws[1]))
+        self.quit_ok(s)
+
+
+# ====================================================================== real clients over TCP
+
+def curl(args, timeout=30):
+    p = subprocess.run(["curl", "-s", "-S", "--max-time", "20"] + args,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+class RealClients(Base):
+
+    def poplib_client(self, act):
+        poplib._MAXLINE = 1 << 20           # the corpus has lines > 2048 octets
+        return poplib.POP3("127.0.0.1", act.port, timeout=15)
+
+    def test_poplib_user_pass_tricky_corpus(self):
+        raws, seps = mb.tricky_corpus()
+        path = self.alice(raws, seps=seps)
+        act = self.e.activate(["-e"])
+        p = self.poplib_client(act)
+        try:
+            self.assertTrue(p.getwelcome().startswith(b"+OK"))
+            p.user("alice")
+            p.pass_(PW)
+            n, total = p.stat()
+            self.assertEqual(n, len(raws))
+            resp, lines, _ = p.list()
+            sizes = {int(l.split()[0]): int(l.split()[1]) for l in lines}
+            self.assertEqual(sum(sizes.values()), total)
+            resp, lines, _ = p.uidl()
+            self.assertEqual(len(lines), len(raws))
+            for i, raw in enumerate(raws, 1):
+                with self.subTest(msg=i):
+                    resp, lines, octets = p.retr(i)
+                    data = b"".join(l + b"\r\n" for l in lines)
+                    self.assertEqual(octets, sizes[i])
+                    self.assertTrue(data == mb.delivered(raw), "message %d differs" % i)
+            p.dele(1)
+            p.dele(len(raws) - 1)
+            resp = p.quit()
+            self.assertTrue(resp.startswith(b"+OK"))
+        finally:
+            try:
+                p.close()
+            except Exception:
+                pass
+        self.assertMboxRaws(path, raws[1:-2] + raws[-1:])
+        log = act.logtext()
+        self.assertRegex(log, r"login user=alice rhost=127\.0\.0\.1 ")
+        self.assertTrue(wait_for(lambda: re.search(
+            r"logout user=alice rhost=127\.0\.0\.1 retr=%d dele=2 kept=%d"
+            % (len(raws), len(raws) - 2), act.logtext()), timeout=5), act.logtext()[-2000:])
+
+    def test_poplib_apop(self):
+        raws = simple_raws(2)
+        self.alice(raws)
+        act = self.e.activate()
+        p = self.poplib_client(act)
+        try:
+            resp = p.apop("alice", PW)
+            self.assertTrue(resp.startswith(b"+OK"), resp)
+            resp, lines, octets = p.retr(2)
+            self.assertEqual(b"".join(l + b"\r\n" for l in lines), mb.delivered(raws[1]))
+            p.quit()
+        finally:
+            p.close()
+        p = self.poplib_client(act)
+        try:
+            with self.assertRaises(poplib.error_proto):
+                p.apop("alice", "wrong")
+        finally:
+            p.close()
+
+    def test_curl_plain_list_and_retrieve(self):
+        raws, seps = mb.tricky_corpus(big=False)
+        path = self.alice(raws, seps=seps)
+        before = self.e.read(path)
+        act = self.e.activate()
+        url = "pop3://alice:%s@127.0.0.1:%d/" % (PW, act.port)
+        rc, out, err = curl([url])
+        self.assertEqual(rc, 0, err)
+        want = "".join("%d %d\r\n" % (i, len(mb.delivered(r))) for i, r in enumerate(raws, 1))
+        self.assertEqual(out.decode(), want)
+        for i in (1, 4, 5, 10, 11, len(raws)):
+            with self.subTest(msg=i):
+                rc, out, err = curl([url + str(i)])
+                self.assertEqual(rc, 0, err)
+                self.assertTrue(out == mb.delivered(raws[i - 1]),
+                                "curl message %d: %r vs %r" % (i, out[:100],
+                                                               mb.delivered(raws[i - 1])[:100]))
+        rc, out, err = curl(["pop3://alice:wrong@127.0.0.1:%d/" % act.port])
+        self.assertNotEqual(rc, 0)
+        self.assertEqual(self.e.read(path), before)
+
+    def test_curl_yescrypt_user_with_A(self):
+        raws = simple_raws(3)
+        self.alice(raws, secret=crypt_hash(PW, "$y$"))
+        act = self.e.activate(["-A"])
+        url = "pop3://alice:%s@127.0.0.1:%d/" % (PW, act.port)
+        rc, out, err = curl([url])
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(len(out.decode().splitlines()), 3)
+        rc, out, err = curl([url + "2"])
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out, mb.delivered(raws[1]))
+
+    def test_fd3_mode_without_inetd(self):
+        raws = simple_raws(2)
+        path = self.alice(raws)
+        act = self.e.activate(["-e"], inetd=False)
+        p = self.poplib_client(act)
+        try:
+            self.assertTrue(p.getwelcome().startswith(b"+OK"))
+            p.user("alice")
+            p.pass_(PW)
+            self.assertEqual(p.stat()[0], 2)
+            resp, lines, octets = p.retr(1)
+            self.assertEqual(b"".join(l + b"\r\n" for l in lines), mb.delivered(raws[0]))
+            p.dele(2)
+            p.quit()
+        finally:
+            p.close()
+        self.assertMboxRaws(path, raws[:1])
+        self.assertRegex(act.logtext(), r"login user=alice rhost=127\.0\.0\.1 ")
+        rc, out, err = curl(["pop3://alice:%s@127.0.0.1:%d/1" % (PW, act.port)])
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out, mb.delivered(raws[0]))
+
+    def test_tcp_pipelining_in_use_and_drop(self):
+        raws = simple_raws(3)
+        path = self.alice(raws)
+        before = self.e.read(path)
+        act = self.e.activate()
+        a = act.session(read_greeting=False)
+        a.send("USER alice\r\nPASS secret\r\nDELE 1\r\nDELE 2\r\nSTAT\r\n")
+        for _ in range(2):
+            self.assertOk(a.reply())
+        self.assertRegex(a.reply(), RE_LOGIN)
+        self.assertOk(a.reply())
+        self.assertOk(a.reply())
+        self.assertRegex(a.reply(), RE_STAT)
+        b = act.session()
+        b.cmd("USER alice")
+        self.assertErr(b.cmd("PASS secret"), "-ERR [IN-USE]")
+        self.assertEqual(b.expect_eof(), b"")
+        a.close()                              # drop the connection after DELE
+        ok = wait_for(lambda: self._try_login(act), timeout=5, step=0.2)
+        self.assertTrue(ok, "lock not released after the connection dropped")
+        self.assertEqual(self.e.read(path), before)
+
+    def _try_login(self, act):
+        s = act.session()
+        try:
+            s.cmd("USER alice")
+            st = s.cmd("PASS secret")
+            if st.startswith("+OK"):
+                s.quit()
+                return True
+            return False
+        except (EOFError, ProtocolError, OSError):
+            return False
+        finally:
+            s.close()
+
+
+# ====================================================================== runner
+
+class Result(unittest.TestResult):
+
+    def __init__(self):
+        super().__init__()
+        self.passed = 0
+        self.failed_names = []
+        self.skipped_n = 0
+        self._cur = None
+
+    def startTest(self, test):
+        super().startTest(test)
+        self._cur = {"fail": [], "skip": None}
+        signal.alarm(TEST_TIMEOUT)
+
+    def _err(self, test, err):
+        self._cur["fail"].append(self._exc_info_to_string(err, test))
+
+    def addError(self, test, err):
+        self._err(test, err)
+
+    def addFailure(self, test, err):
+        self._err(test, err)
+
+    def addSubTest(self, test, subtest, err):
+        if err is not None:
+            self._cur["fail"].append("[%s]\n%s" % (subtest._subDescription(),
+                                                   self._exc_info_to_string(err, test)))
+
+    def addSkip(self, test, reason):
+        self._cur["skip"] = reason
+
+    def stopTest(self, test):
+        signal.alarm(0)
+        super().stopTest(test)
+        name = test_name(test)
+        if self._cur["fail"]:
+            self.failed_names.append(name)
+            print("FAIL %s" % name)
+            for f in self._cur["fail"]:
+                for line in f.rstrip().splitlines():
+                    print("    " + line)
+        elif self._cur["skip"] is not None:
+            self.skipped_n += 1
+            print("skip %s: %s" % (name, self._cur["skip"]))
+        else:
+            self.passed += 1
+            print("ok %s" % name)
+        sys.stdout.flush()
+
+
+def test_name(test):
+    cls = type(test).__name__
+    meth = test._testMethodName
+    return "%s.%s" % (cls, meth[5:] if meth.startswith("test_") else meth)
+
+
+def iter_tests(suite):
+    for t in suite:
+        if isinstance(t, unittest.TestSuite):
+            yield from iter_tests(t)
+        else:
+            yield t
+
+
+class TestTimeout(Exception):
+    pass
+
+
+def on_alarm(signum, frame):
+    raise TestTimeout("test took longer than %d s" % TEST_TIMEOUT)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("-k", action="append", default=[], metavar="PATTERN",
+                    help="run only tests whose name contains PATTERN (or matches it as "
+                         "a glob); may be repeated")
+    ap.add_argument("-l", "--list", action="store_true", help="list test names")
+    opts = ap.parse_args()
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+    tests = list(iter_tests(unittest.TestLoader().loadTestsFromModule(sys.modules[__name__])))
+    if opts.k:
+        def match(t):
+            n = test_name(t)
+            full = "%s.%s" % (type(t).__name__, t._testMethodName)
+            return any(p.lower() in n.lower() or p.lower() in full.lower()
+                       or fnmatch.fnmatch(n, p) for p in opts.k)
+        tests = [t for t in tests if match(t)]
+    if opts.list:
+        for t in tests:
+            print(test_name(t))
+        return 0
+
+    print("# pop3d integration tests: %s (%s, uid %d)"
+          % (POP3D, "root" if IS_ROOT else "unprivileged", os.getuid()))
+    if not (os.path.isfile(POP3D) and os.access(POP3D, os.X_OK)):
+        print("FAIL setup: %s is not an executable file (build it with make, or set POP3D)"
+              % POP3D)
+        print("0 passed, 1 failed")
+        return 1
+    res = Result()
+    t0 = time.monotonic()
+    for t in tests:
+        t.run(res)
+    dt = time.monotonic() - t0
+    failed = len(res.failed_names)
+    if failed:
+        print("# failed: %s" % " ".join(res.failed_names))
+    print("# %.1f s" % dt)
+    line = "%d passed, %d failed" % (res.passed, failed)
+    if res.skipped_n:
+        line += ", %d skipped" % res.skipped_n
+    print(line)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
