@@ -15,6 +15,7 @@
 #define DEFAULT_TIMEOUT 600                     /* -t: idle seconds after login (RFC 1939 minimum) */
 #define DEFAULT_AUTH_TIMEOUT 60                 /* -T: idle seconds before login */
 #define DEFAULT_FAIL_DELAY 2                    /* -D: seconds before a failed login is answered */
+#define DEFAULT_PRELOGIN_USER "pop3d"           /* -u: else "nobody" when it does not exist */
 #define MAX_TIMEOUT 86400                       /* upper bound for -t and -T */
 #define MAX_FAIL_DELAY 60                       /* upper bound for -D */
 
@@ -22,6 +23,8 @@
 #define MAX_LINE 255                            /* octets of one command line, terminator included */
 #define MAX_ARGS 2                              /* arguments after the keyword (TOP n k) */
 #define MAX_AUTH_FAILURES 3                     /* failed logins before the connection closes */
+#define MAX_BAD_AUTH 3                          /* consecutive bad commands before login */
+#define MAX_BAD_COMMANDS 10                     /* consecutive bad commands after login */
 #define MAX_NAME 64                             /* octets of a user name */
 #define APOP_DIGEST_LEN 32                      /* hex digits of an APOP digest */
 
@@ -36,6 +39,7 @@
 
 /* Maildrops. */
 #define MAX_MESSAGES 1000000                    /* messages one maildrop may hold */
+#define MAX_MAILDROP_BYTES (64ULL << 30)        /* octets (as sent) one maildrop may hold */
 #define MBOX_READ_SIZE 65536                    /* read size when scanning or sending an mbox */
 #define MBOX_LOCK_WAIT 10                       /* seconds to wait for the mbox fcntl lock */
 #define MBOX_LOCK_POLL_MS 50                    /* retry interval while waiting for it */

@@ -131,24 +131,27 @@ take_line(struct io *io, char line[MAX_LINE], size_t *len)
 	char *start = io->ibuf + io->ipos;
 	char *lf = memchr(start, '\n', io->ilen - io->ipos);
 	size_t raw, n;
+	int r = IO_LINE;
 
 	if (lf == NULL)
 		return -1;
 	raw = (size_t)(lf - start) + 1;
 	io->ipos += raw;
-	if (io->discarding || raw > MAX_LINE) {
-		io->discarding = 0;
-		return IO_TOOLONG;
-	}
 	n = raw - 1;
 	if (n > 0 && start[n - 1] == '\r')
 		n--;
-	if (memchr(start, '\0', n) != NULL)
-		return IO_NUL;
-	memcpy(line, start, n);
-	line[n] = '\0';
-	*len = n;
-	return IO_LINE;
+	if (io->discarding || raw > MAX_LINE)
+		r = IO_TOOLONG;
+	else if (memchr(start, '\0', n) != NULL)
+		r = IO_NUL;
+	else {
+		memcpy(line, start, n);
+		line[n] = '\0';
+		*len = n;
+	}
+	io->discarding = 0;
+	explicit_bzero(start, raw);     /* a consumed line may hold a password */
+	return r;
 }
 
 int
@@ -166,6 +169,7 @@ io_getline(struct io *io, char line[MAX_LINE], size_t *len)
 			io->ipos = io->ilen;
 		}
 		memmove(io->ibuf, io->ibuf + io->ipos, io->ilen - io->ipos);
+		explicit_bzero(io->ibuf + io->ilen - io->ipos, io->ipos);
 		io->ilen -= io->ipos;
 		io->ipos = 0;
 

@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,41 +94,77 @@ lock_mbox(int fd, short type)
 	}
 }
 
-/* A dotlock as liblockfile makes it: 0, or -1 with errno set. */
+/* A dotlock is stale when older than DOTLOCK_STALE, or when the process
+ * whose pid it holds is gone (as liblockfile judges, on this host). */
+static int
+dotlock_stale(const char *path)
+{
+	char buf[32];
+	struct stat st;
+	ssize_t n;
+	long pid;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0)
+		return 0;
+	n = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? read(fd, buf, sizeof(buf) - 1) : -1;
+	close(fd);
+	if (n < 0)
+		return 0;
+	if (time(NULL) - st.st_mtime > DOTLOCK_STALE)
+		return 1;
+	buf[n] = '\0';
+	pid = strtol(buf, NULL, 10);
+	return pid > 0 && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+/* A dotlock as liblockfile makes it, never empty: the pid goes into
+ * <mbox>.lock.pop3d (ours alone while we hold the session lock), which is
+ * then linked to <mbox>.lock. 0, or -1 with errno set. */
 static int
 dotlock_take(struct maildrop *md)
 {
 	struct timespec pause = { 0, MBOX_LOCK_POLL_MS * 1000000L };
 	int tries = MBOX_LOCK_WAIT * 1000 / MBOX_LOCK_POLL_MS;
-	char path[MAX_PATH + 8], pid[32];
-	struct stat st;
-	int fd;
+	char path[MAX_PATH + 8], tmp[MAX_PATH + 16], pid[32];
+	int fd, n, e;
 
 	snprintf(path, sizeof(path), "%s.lock", md->path);
+	snprintf(tmp, sizeof(tmp), "%s.lock.pop3d", md->path);
+	unlink(tmp);                    /* left by a session that died */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -1;
+	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (write(fd, pid, (size_t)n) != n || close(fd) < 0) {
+		e = errno;
+		unlink(tmp);
+		errno = e;
+		return -1;
+	}
 	for (;;) {
-		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-		if (fd >= 0) {
-			int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-
-			if (write(fd, pid, (size_t)n) != n || close(fd) < 0) {
-				unlink(path);
-				return -1;
-			}
-			md->dotlocked = 1;
-			return 0;
-		}
+		if (link(tmp, path) == 0)
+			break;
 		if (errno != EEXIST)
-			return -1;
-		if (lstat(path, &st) == 0 && time(NULL) - st.st_mtime > DOTLOCK_STALE) {
-			unlink(path);   /* its holder died long ago */
+			goto fail;
+		if (dotlock_stale(path)) {
+			unlink(path);   /* its holder is gone */
 			continue;
 		}
 		if (tries-- <= 0) {
 			errno = EWOULDBLOCK;
-			return -1;
+			goto fail;
 		}
 		nanosleep(&pause, NULL);
 	}
+	unlink(tmp);
+	md->dotlocked = 1;
+	return 0;
+fail:
+	e = errno;
+	unlink(tmp);
+	errno = e;
+	return -1;
 }
 
 static void

@@ -20,6 +20,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +32,7 @@
 #include "config.h"
 #include "io.h"
 #include "maildrop.h"
+#include "privsep.h"
 
 enum { S_AUTH = 1, S_TRANS = 2 };
 enum { GO_ON, END };                    /* what a command tells the session loop */
@@ -42,7 +44,11 @@ struct session {
 	struct authinfo auth;
 	int fail_delay, timeout;
 	gid_t group;                    /* -g: kept for dotlocks, or (gid_t)-1 */
-	int failures;
+	const char *prelogin_user;      /* -u */
+	int prelogin_user_given;
+	int chan;                       /* pre-login process: its channel to the monitor */
+	int failures;                   /* failed logins (counted by the monitor) */
+	int bad;                        /* consecutive bad commands */
 	char user[MAX_NAME + 1];        /* named by USER, awaiting PASS */
 	char stamp[128];                /* APOP timestamp; empty when APOP is not offered */
 	char rhost[INET6_ADDRSTRLEN];
@@ -71,6 +77,20 @@ reply(struct session *s, const char *fmt, ...)
 	io_put(&s->io, line, (size_t)n + 2);
 }
 
+/* A -ERR for the client's own mistake: counted towards the bad-command limit. */
+static void
+refuse(struct session *s, const char *fmt, ...)
+{
+	char line[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	reply(s, "%s", line);
+	s->bad++;
+}
+
 static void
 live_totals(const struct session *s, size_t *n, uint64_t *octets)
 {
@@ -92,11 +112,11 @@ message(struct session *s, const char *arg, size_t *index)
 	unsigned long n;
 
 	if (parse_msgno(arg, s->md.count, &n) < 0) {
-		reply(s, "-ERR no such message");
+		refuse(s, "-ERR no such message");
 		return NULL;
 	}
 	if (s->md.msgs[n - 1].deleted) {
-		reply(s, "-ERR message %lu is deleted", n);
+		refuse(s, "-ERR message %lu is deleted", n);
 		return NULL;
 	}
 	*index = n - 1;
@@ -107,28 +127,13 @@ static int
 args_ok(struct session *s, int argc, int min, int max)
 {
 	if (argc < min || argc > max) {
-		reply(s, argc < min ? "-ERR missing argument" : "-ERR too many arguments");
+		refuse(s, argc < min ? "-ERR missing argument" : "-ERR too many arguments");
 		return 0;
 	}
 	return 1;
 }
 
 /* ---- AUTHORIZATION ---- */
-
-static int
-fail(struct session *s, const char *why)
-{
-	syslog(LOG_NOTICE, "auth failed user=%s rhost=%s", why, s->rhost);
-	if (s->fail_delay > 0) {
-		io_flush(&s->io);
-		sleep((unsigned)s->fail_delay);
-	}
-	reply(s, "-ERR [AUTH] invalid user name or password");
-	if (++s->failures < MAX_AUTH_FAILURES)
-		return GO_ON;
-	syslog(LOG_NOTICE, "auth limit rhost=%s failures=%d", s->rhost, s->failures);
-	return END;
-}
 
 static int
 fatal(struct session *s, const char *code, const char *err)
@@ -139,23 +144,47 @@ fatal(struct session *s, const char *code, const char *err)
 	return END;
 }
 
-/* After a credential check: lock, become the user, load, enter TRANSACTION. */
+/* The monitor's half of a login attempt: check the request (untrusted: it
+ * comes from the pre-login process), then count, delay and log a failure.
+ * AUTH_OK fills s->who; -1 for a request no honest client could make. */
 static int
-login(struct session *s, int r, const char *name, int known)
+verify(struct session *s, const struct authreq *req, int *limit)
+{
+	int known, r;
+
+	*limit = 0;
+	if (!auth_valid_name(req->name))
+		return -1;
+	if (req->kind == REQ_APOP) {
+		if (s->stamp[0] == '\0' || strlen(req->secret) != APOP_DIGEST_LEN ||
+		    strspn(req->secret, "0123456789abcdefABCDEF") != APOP_DIGEST_LEN)
+			return -1;
+		r = auth_apop(s->userfile, req->name, req->secret, s->stamp, &s->who, &known);
+	} else {
+		r = auth_pass(&s->auth, s->userfile, req->name, req->secret, &s->who, &known);
+	}
+	if (r != AUTH_FAIL)
+		return r;
+	syslog(LOG_NOTICE, "auth failed user=%s rhost=%s", known ? req->name : "unknown",
+	    s->rhost);
+	if (s->fail_delay > 0)
+		sleep((unsigned)s->fail_delay);
+	if (++s->failures >= MAX_AUTH_FAILURES) {
+		syslog(LOG_NOTICE, "auth limit rhost=%s failures=%d", s->rhost, s->failures);
+		*limit = 1;
+	}
+	return AUTH_FAIL;
+}
+
+/* After a good password: lock, become the user, load, enter TRANSACTION. */
+static int
+login(struct session *s)
 {
 	char err[512];
+	size_t n;
+	uint64_t octets;
+	int r;
 
-	if (r == AUTH_FAIL) {
-		int next = fail(s, known ? name : "unknown");
-
-		s->user[0] = '\0';     /* a new attempt starts with USER */
-		return next;
-	}
-	s->user[0] = '\0';
-	if (r == AUTH_ERROR) {
-		reply(s, "-ERR [SYS/TEMP] cannot check credentials, try again later");
-		return END;
-	}
 	r = maildrop_lock(&s->md, s->who.maildrop, s->lockdir, err, sizeof(err));
 	if (r == MD_OK) {
 		if (auth_become(&s->who, s->group, err, sizeof(err)) < 0)
@@ -169,17 +198,61 @@ login(struct session *s, int r, const char *name, int known)
 	}
 	if (r != MD_OK)
 		return fatal(s, r == MD_PERM ? "SYS/PERM" : "SYS/TEMP", err);
-
-	size_t n;
-	uint64_t octets;
-
 	live_totals(s, &n, &octets);
+	if (octets > MAX_MAILDROP_BYTES) {
+		snprintf(err, sizeof(err), "maildrop holds %ju octets, over the limit "
+		    "MAX_MAILDROP_BYTES (%ju)", (uintmax_t)octets, (uintmax_t)MAX_MAILDROP_BYTES);
+		return fatal(s, "SYS/PERM", err);
+	}
 	s->state = S_TRANS;
+	s->bad = 0;
 	s->io.timeout = s->timeout;
 	syslog(LOG_INFO, "login user=%s rhost=%s msgs=%zu octets=%ju", s->who.name, s->rhost,
 	    n, (uintmax_t)octets);
 	reply(s, "+OK maildrop has %zu messages (%ju octets)", n, (uintmax_t)octets);
 	return GO_ON;
+}
+
+/* The pre-login process's half: ask the monitor (or, without a monitor,
+ * check here), then answer the client. On success the pre-login process
+ * ends and the monitor goes on with the session. */
+static int
+attempt(struct session *s, struct authreq *req)
+{
+	int r, limit = 0;
+
+	s->user[0] = '\0';              /* a new attempt starts with USER */
+	if (s->chan >= 0) {
+		io_flush(&s->io);       /* earlier replies go out first */
+		req->datalen = (uint32_t)io_buffered(&s->io);
+		memcpy(req->data, s->io.ibuf + s->io.ipos, req->datalen);
+		r = privsep_ask(s->chan, req);
+		explicit_bzero(req, sizeof(*req));
+		if (r == ANS_OK)
+			_exit(0);
+		limit = r == ANS_LIMIT;
+		r = r == ANS_FAIL || r == ANS_LIMIT ? AUTH_FAIL : AUTH_ERROR;
+	} else {
+		r = verify(s, req, &limit);
+		explicit_bzero(req, sizeof(*req));
+		if (r == AUTH_OK)
+			return login(s);
+	}
+	if (r == AUTH_FAIL) {
+		reply(s, "-ERR [AUTH] invalid user name or password");
+		return limit ? END : GO_ON;
+	}
+	reply(s, "-ERR [SYS/TEMP] cannot check credentials, try again later");
+	return END;
+}
+
+static void
+request(struct authreq *req, int kind, const char *name, const char *secret)
+{
+	memset(req, 0, sizeof(*req));
+	req->kind = (uint32_t)kind;
+	req->namelen = (uint32_t)snprintf(req->name, sizeof(req->name), "%s", name);
+	req->secretlen = (uint32_t)snprintf(req->secret, sizeof(req->secret), "%s", secret);
 }
 
 static int
@@ -188,7 +261,7 @@ cmd_user(struct session *s, int argc, char **argv)
 	if (!args_ok(s, argc, 1, 1))
 		return GO_ON;
 	if (!auth_valid_name(argv[0])) {
-		reply(s, "-ERR invalid user name");
+		refuse(s, "-ERR invalid user name");
 		return GO_ON;
 	}
 	snprintf(s->user, sizeof(s->user), "%s", argv[0]);
@@ -200,34 +273,75 @@ cmd_user(struct session *s, int argc, char **argv)
 static int
 cmd_pass(struct session *s, const char *pass)
 {
-	int known, r;
+	struct authreq req;
 
 	if (s->user[0] == '\0') {
-		reply(s, "-ERR USER first");
+		refuse(s, "-ERR USER first");
 		return GO_ON;
 	}
-	r = auth_pass(&s->auth, s->userfile, s->user, pass, &s->who, &known);
-	return login(s, r, s->user, known);
+	request(&req, REQ_PASS, s->user, pass);
+	return attempt(s, &req);
 }
 
 static int
 cmd_apop(struct session *s, int argc, char **argv)
 {
-	int known, r;
+	struct authreq req;
 
 	if (s->stamp[0] == '\0') {
-		reply(s, "-ERR APOP not available");
+		refuse(s, "-ERR APOP not available");
 		return GO_ON;
 	}
 	if (!args_ok(s, argc, 2, 2))
 		return GO_ON;
 	if (!auth_valid_name(argv[0]) || strlen(argv[1]) != APOP_DIGEST_LEN ||
 	    strspn(argv[1], "0123456789abcdefABCDEF") != APOP_DIGEST_LEN) {
-		reply(s, "-ERR invalid arguments");
+		refuse(s, "-ERR invalid arguments");
 		return GO_ON;
 	}
-	r = auth_apop(s->userfile, argv[0], argv[1], s->stamp, &s->who, &known);
-	return login(s, r, argv[0], known);
+	request(&req, REQ_APOP, argv[0], argv[1]);
+	return attempt(s, &req);
+}
+
+/* The privileged side until login: answer the pre-login process's requests.
+ * GO_ON once a login succeeded and the session is ours, else END. */
+static int
+monitor(struct session *s, int chan, pid_t child)
+{
+	struct authreq req;
+	int r, limit = 0, status = 0, in = 0;
+
+	for (;;) {
+		r = privsep_receive(chan, &req);
+		if (r == 1)
+			r = verify(s, &req, &limit);
+		else if (r == 0)
+			break;          /* the child is done: QUIT, timeout, failures */
+		if (r < 0) {
+			syslog(LOG_ERR, "error privsep: malformed request from the pre-login "
+			    "process rhost=%s", s->rhost);
+			kill(child, SIGKILL);
+			break;
+		}
+		if (privsep_answer(chan, r == AUTH_OK ? ANS_OK : r == AUTH_ERROR ? ANS_ERROR :
+		    limit ? ANS_LIMIT : ANS_FAIL) < 0)
+			r = AUTH_ERROR;
+		if (r == AUTH_OK) {
+			memcpy(s->io.ibuf, req.data, req.datalen);
+			s->io.ilen = req.datalen;
+			in = 1;
+		}
+		explicit_bzero(&req, sizeof(req));
+		if (r != AUTH_FAIL || limit)
+			break;
+	}
+	close(chan);
+	while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+		;
+	if (in)
+		return login(s);
+	s->status = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+	return END;
 }
 
 /* ---- both states ---- */
@@ -413,7 +527,7 @@ cmd_top(struct session *s, int argc, char **argv)
 	if (!args_ok(s, argc, 2, 2) || message(s, argv[0], &i) == NULL)
 		return GO_ON;
 	if (parse_count(argv[1], &k) < 0) {
-		reply(s, "-ERR invalid line count");
+		refuse(s, "-ERR invalid line count");
 		return GO_ON;
 	}
 	return send_message(s, i, k > (unsigned long)LONG_MAX ? LONG_MAX : (long)k,
@@ -496,18 +610,18 @@ dispatch(struct session *s, char *line)
 		if (strcasecmp(line, commands[i].name) == 0)
 			c = &commands[i];
 	if (c == NULL) {
-		reply(s, "-ERR unknown command");
+		refuse(s, "-ERR unknown command");
 		return GO_ON;
 	}
 	if (!(c->states & s->state)) {
-		reply(s, "-ERR %s not allowed %s", c->name,
+		refuse(s, "-ERR %s not allowed %s", c->name,
 		    s->state == S_AUTH ? "before login" : "after login");
 		return GO_ON;
 	}
 	if (c->run == NULL)
 		return cmd_pass(s, rest);
 	if ((argc = io_split(rest, argv, MAX_ARGS)) < 0) {
-		reply(s, "-ERR too many arguments");
+		refuse(s, "-ERR too many arguments");
 		return GO_ON;
 	}
 	return c->run(s, argc, argv);
@@ -518,18 +632,22 @@ session_loop(struct session *s)
 {
 	char line[MAX_LINE];
 	size_t len;
+	int before;
 
 	for (;;) {
 		switch (io_getline(&s->io, line, &len)) {
 		case IO_LINE:
+			before = s->bad;
 			if (dispatch(s, line) == END)
 				return;
+			if (s->bad == before)
+				s->bad = 0;     /* only consecutive mistakes count */
 			break;
 		case IO_TOOLONG:
-			reply(s, "-ERR line too long");
+			refuse(s, "-ERR line too long");
 			break;
 		case IO_NUL:
-			reply(s, "-ERR NUL octet in command");
+			refuse(s, "-ERR NUL octet in command");
 			break;
 		case IO_TIMEOUT:
 			syslog(LOG_NOTICE, "timeout user=%s rhost=%s",
@@ -545,6 +663,12 @@ session_loop(struct session *s)
 		explicit_bzero(line, sizeof(line));
 		if (s->io.failed)
 			return;
+		if (s->bad >= (s->state == S_AUTH ? MAX_BAD_AUTH : MAX_BAD_COMMANDS)) {
+			syslog(LOG_NOTICE, "bad commands user=%s rhost=%s count=%d",
+			    s->state == S_TRANS ? s->who.name : "-", s->rhost, s->bad);
+			reply(s, "-ERR too many bad commands");
+			return;
+		}
 	}
 }
 
@@ -628,7 +752,7 @@ static void
 usage(FILE *f)
 {
 	fprintf(f, "usage: pop3d [-Aehn] [-D seconds] [-f userfile] [-g group] [-l statedir] "
-	    "[-t seconds] [-T seconds] [-V]\n"
+	    "[-t seconds] [-T seconds] [-u user] [-V]\n"
 	    "  -A          never offer APOP (no timestamp in the greeting)\n"
 	    "  -D seconds  delay before answering a failed login (default %d)\n"
 	    "  -e          also log to stderr (default: only when it is a terminal)\n"
@@ -636,12 +760,13 @@ usage(FILE *f)
 	    "  -g group    keep this group after login, to create dotlocks in the spool\n"
 	    "  -l dir      state directory: session locks, mbox update journals (default %s)\n"
 	    "  -n          no dotlocks (<mbox>.lock); fcntl locks only\n"
+	    "  -u user     unprivileged user for the pre-login process (default %s)\n"
 	    "  -t seconds  idle timeout after login (default %d)\n"
 	    "  -T seconds  idle timeout before login (default %d)\n"
 	    "  -h          this help\n"
 	    "  -V          print the version\n",
-	    DEFAULT_FAIL_DELAY, DEFAULT_USERFILE, DEFAULT_LOCKDIR, DEFAULT_TIMEOUT,
-	    DEFAULT_AUTH_TIMEOUT);
+	    DEFAULT_FAIL_DELAY, DEFAULT_USERFILE, DEFAULT_LOCKDIR, DEFAULT_PRELOGIN_USER,
+	    DEFAULT_TIMEOUT, DEFAULT_AUTH_TIMEOUT);
 }
 
 static int
@@ -666,7 +791,7 @@ options(int argc, char **argv, struct session *s, int *no_apop, int *log_stderr)
 	int c;
 
 	opterr = 0;                     /* getopt must not write to fd 2 */
-	while ((c = getopt(argc, argv, ":AD:ef:g:hl:nt:T:V")) != -1) {
+	while ((c = getopt(argc, argv, ":AD:ef:g:hl:nt:T:u:V")) != -1) {
 		switch (c) {
 		case 'A':
 			*no_apop = 1;
@@ -703,6 +828,10 @@ options(int argc, char **argv, struct session *s, int *no_apop, int *log_stderr)
 			if (number(optarg, 1, MAX_TIMEOUT, &s->io.timeout) < 0)
 				return "invalid -T value";
 			break;
+		case 'u':
+			s->prelogin_user = optarg;
+			s->prelogin_user_given = 1;
+			break;
 		case 'V':
 			printf("pop3d %s\n", POP3D_VERSION);
 			exit(0);
@@ -727,17 +856,10 @@ startup_error(struct session *s, const char *what)
 	return 1;
 }
 
-int
-main(int argc, char **argv)
+static void
+session_init(struct session *s, int in, int out)
 {
-	static struct session session; /* the one session of this process */
-	struct session *s = &session;
-	int in, out, no_apop = 0, log_stderr = 0;
-	const char *bad;
-	char err[512];
-
-	signal(SIGPIPE, SIG_IGN);
-	client_fds(&in, &out);
+	memset(s, 0, sizeof(*s) - sizeof(s->io));
 	io_init(&s->io, in, out, DEFAULT_AUTH_TIMEOUT);
 	s->state = S_AUTH;
 	s->status = 1;
@@ -746,8 +868,26 @@ main(int argc, char **argv)
 	s->timeout = DEFAULT_TIMEOUT;
 	s->fail_delay = DEFAULT_FAIL_DELAY;
 	s->group = (gid_t)-1;
+	s->prelogin_user = DEFAULT_PRELOGIN_USER;
+	s->chan = -1;
 	clock_gettime(CLOCK_MONOTONIC, &s->started);
 	maildrop_init(&s->md);
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct session session; /* the one session of this process */
+	struct session *s = &session;
+	int in, out, chan, no_apop = 0, log_stderr = 0, on = 1;
+	struct prelogin pl;
+	const char *bad;
+	char err[512];
+	pid_t pid;
+
+	signal(SIGPIPE, SIG_IGN);
+	client_fds(&in, &out);
+	session_init(s, in, out);
 
 	bad = options(argc, argv, s, &no_apop, &log_stderr);
 	if (log_stderr || isatty(2))
@@ -760,12 +900,30 @@ main(int argc, char **argv)
 		return startup_error(s, err);
 	if (s->auth.has_apop && !no_apop && make_stamp(s->stamp, sizeof(s->stamp)) < 0)
 		return startup_error(s, "no random numbers for the APOP timestamp");
+	if (privsep_setup(&pl, s->lockdir, s->prelogin_user, s->prelogin_user_given,
+	    err, sizeof(err)) < 0)
+		return startup_error(s, err);
+	(void)setsockopt(in, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)); /* fails on pipes */
 
-	if (s->stamp[0] != '\0')
-		reply(s, "+OK pop3d ready %s", s->stamp);
-	else
-		reply(s, "+OK pop3d ready");
-	session_loop(s);
+	pid = privsep_fork(&pl, &chan, err, sizeof(err));
+	if (pid == -1)
+		return startup_error(s, err);
+	if (pid == -2)
+		_exit(startup_error(s, err));   /* the child could not confine itself */
+	if (pid == 0) {
+		/* The pre-login process: AUTHORIZATION state, unprivileged. */
+		s->chan = chan;
+		explicit_bzero(s->auth.dummy, sizeof(s->auth.dummy));
+		if (s->stamp[0] != '\0')
+			reply(s, "+OK pop3d ready %s", s->stamp);
+		else
+			reply(s, "+OK pop3d ready");
+		session_loop(s);
+		io_flush(&s->io);
+		_exit(s->status);
+	}
+	if (monitor(s, chan, pid) == GO_ON)
+		session_loop(s);
 	io_flush(&s->io);
 	maildrop_close(&s->md);
 	return s->status;

@@ -1,0 +1,181 @@
+/*
+ * privsep.c - privilege separation.
+ *
+ * Everything a client sends before login is read and parsed by a child
+ * process that has chrooted into an empty root-owned directory and switched
+ * to an unprivileged user of its own, with no way back (setres[ug]id, no
+ * supplementary groups, PR_SET_NO_NEW_PRIVS). It cannot read the user file or
+ * any maildrop. For each login attempt it sends the privileged monitor one
+ * fixed-size record over a SOCK_SEQPACKET socketpair, which the monitor checks
+ * as untrusted input; the monitor answers with one octet. On success the
+ * child exits and the monitor carries on with the session.
+ *
+ * Started as a non-root user (virtual mail), pop3d still forks the child,
+ * which then simply keeps the running user's identity.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
+#include "privsep.h"
+
+int
+privsep_setup(struct prelogin *pl, const char *statedir, const char *user,
+    int user_given, char *err, size_t errlen)
+{
+	struct passwd *pw;
+	struct stat st;
+
+	memset(pl, 0, sizeof(*pl));
+	if (geteuid() != 0)
+		return 0;
+	pw = getpwnam(user);
+	if (pw == NULL && !user_given)
+		pw = getpwnam("nobody");
+	if (pw == NULL || pw->pw_uid == 0 || pw->pw_gid == 0) {
+		snprintf(err, errlen, "pre-login user %s: missing, or uid/gid 0", user);
+		return -1;
+	}
+	pl->active = 1;
+	pl->uid = pw->pw_uid;
+	pl->gid = pw->pw_gid;
+	snprintf(pl->root, sizeof(pl->root), "%s/empty", statedir);
+	if (mkdir(statedir, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "state directory %s: %s", statedir, strerror(errno));
+		return -1;
+	}
+	if (mkdir(pl->root, 0555) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "%s: %s", pl->root, strerror(errno));
+		return -1;
+	}
+	if (lstat(pl->root, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0 ||
+	    (st.st_mode & (S_IWGRP | S_IWOTH))) {
+		snprintf(err, errlen, "%s: must be a directory owned by root, not writable "
+		    "by group or others", pl->root);
+		return -1;
+	}
+	return 0;
+}
+
+/* In the child: give up everything for good. */
+static int
+confine(const struct prelogin *pl, char *err, size_t errlen)
+{
+	uid_t r, e, s;
+	gid_t rg, eg, sg;
+
+	if (!pl->active)
+		return 0;
+	if (chroot(pl->root) < 0 || chdir("/") < 0 || setgroups(0, NULL) < 0 ||
+	    setresgid(pl->gid, pl->gid, pl->gid) < 0 || setresuid(pl->uid, pl->uid, pl->uid) < 0) {
+		snprintf(err, errlen, "pre-login confinement in %s: %s", pl->root, strerror(errno));
+		return -1;
+	}
+#ifdef __linux__
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		snprintf(err, errlen, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+		return -1;
+	}
+#endif
+	if (getresuid(&r, &e, &s) < 0 || getresgid(&rg, &eg, &sg) < 0 || r != pl->uid ||
+	    e != pl->uid || s != pl->uid || rg != pl->gid || eg != pl->gid || sg != pl->gid ||
+	    getgroups(0, NULL) != 0 || setuid(0) != -1) {
+		snprintf(err, errlen, "pre-login confinement did not hold");
+		return -1;
+	}
+	return 0;
+}
+
+pid_t
+privsep_fork(const struct prelogin *pl, int *chan, char *err, size_t errlen)
+{
+	int sv[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		snprintf(err, errlen, "socketpair: %s", strerror(errno));
+		return -1;
+	}
+	if ((pid = fork()) < 0) {
+		snprintf(err, errlen, "fork: %s", strerror(errno));
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		*chan = sv[1];
+		return confine(pl, err, errlen) < 0 ? -2 : 0;
+	}
+	close(sv[1]);
+	*chan = sv[0];
+	return pid;
+}
+
+int
+privsep_ask(int chan, const struct authreq *req)
+{
+	ssize_t n;
+	char a;
+
+	do
+		n = send(chan, req, sizeof(*req), MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(*req))
+		return -1;
+	do
+		n = recv(chan, &a, 1, 0);
+	while (n < 0 && errno == EINTR);
+	return n == 1 ? (unsigned char)a : -1;
+}
+
+/* A field of len octets, NUL-terminated in place, holding no NUL itself. */
+static int
+field_ok(char *f, uint32_t len, size_t size)
+{
+	if (len >= size)
+		return 0;
+	f[len] = '\0';
+	return memchr(f, '\0', len) == NULL;
+}
+
+int
+privsep_receive(int chan, struct authreq *req)
+{
+	ssize_t n;
+
+	do
+		n = recv(chan, req, sizeof(*req), MSG_TRUNC);
+	while (n < 0 && errno == EINTR);
+	if (n == 0)
+		return 0;
+	if (n != (ssize_t)sizeof(*req))
+		return -1;
+	if ((req->kind != REQ_PASS && req->kind != REQ_APOP) ||
+	    !field_ok(req->name, req->namelen, sizeof(req->name)) ||
+	    !field_ok(req->secret, req->secretlen, sizeof(req->secret)) ||
+	    req->datalen > sizeof(req->data))
+		return -1;
+	return 1;
+}
+
+int
+privsep_answer(int chan, char answer)
+{
+	ssize_t n;
+
+	do
+		n = send(chan, &answer, 1, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	return n == 1 ? 0 : -1;
+}

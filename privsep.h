@@ -1,0 +1,48 @@
+/*
+ * privsep.h - privilege separation: the unprivileged, chrooted pre-login
+ * process and its channel to the privileged monitor that checks credentials.
+ */
+#ifndef POP3D_PRIVSEP_H
+#define POP3D_PRIVSEP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+
+enum { REQ_PASS = 1, REQ_APOP = 2 };
+/* The monitor's answers. */
+enum { ANS_OK = 'K', ANS_FAIL = 'F', ANS_LIMIT = 'L', ANS_ERROR = 'E' };
+
+/* The one record the pre-login process sends per login attempt: untrusted. */
+struct authreq {
+	uint32_t kind;                  /* REQ_PASS or REQ_APOP */
+	uint32_t namelen, secretlen, datalen;
+	char name[MAX_NAME + 1];
+	char secret[MAX_LINE + 1];      /* the password, or the APOP digest */
+	char data[INBUF_SIZE];          /* what the client pipelined after the command */
+};
+
+struct prelogin {
+	int active;                     /* root: chroot and switch in the child */
+	uid_t uid;
+	gid_t gid;
+	char root[MAX_PATH];            /* an empty root-owned directory */
+};
+
+/* Find the pre-login user (user; "nobody" when user is the default and does
+ * not exist) and make <statedir>/empty. -1 with a reason in err. */
+int privsep_setup(struct prelogin *, const char *statedir, const char *user,
+    int user_given, char *err, size_t errlen);
+/* Fork: 0 in the child, which now runs unprivileged in the empty root; the
+ * child's pid in the parent; -1 when the parent could not fork, -2 in a
+ * child that could not confine itself. *chan is this side's channel. */
+pid_t privsep_fork(const struct prelogin *, int *chan, char *err, size_t errlen);
+/* Child: send the request and wait for the answer (ANS_*), or -1. */
+int privsep_ask(int chan, const struct authreq *);
+/* Monitor: 1 a well-formed request, 0 the child is gone, -1 a malformed one. */
+int privsep_receive(int chan, struct authreq *);
+int privsep_answer(int chan, char answer);
+
+#endif
