@@ -38,8 +38,12 @@
 #define MAX_PATH 4096                           /* octets of a maildrop path */
 
 /* Maildrops. */
+#ifndef MAX_MESSAGES                            /* (both overridable with -D at build time) */
 #define MAX_MESSAGES 1000000                    /* messages one maildrop may hold */
+#endif
+#ifndef MAX_MAILDROP_BYTES
 #define MAX_MAILDROP_BYTES (64ULL << 30)        /* octets (as sent) one maildrop may hold */
+#endif
 #define MBOX_READ_SIZE 65536                    /* read size when scanning or sending an mbox */
 #define MBOX_LOCK_WAIT 10                       /* seconds to wait for the mbox fcntl lock */
 #define MBOX_LOCK_POLL_MS 50                    /* retry interval while waiting for it */
