@@ -25,12 +25,12 @@ ALL_CFLAGS = -std=c11 $(WARNINGS) -D_FILE_OFFSET_BITS=64 $(CRYPT_CFLAGS) $(SD_CF
 	$(CFLAGS) $(CFLAGS_EXTRA)
 LIBS = $(CRYPT_LIBS) $(SD_LIBS)
 
-OBJS = pop3d.o io.o auth.o maildrop.o mbox.o maildir.o md5.o
-HDRS = config.h io.h auth.h maildrop.h md5.h
+OBJS = pop3d.o io.o auth.o privsep.o maildrop.o mbox.o maildir.o md5.o
+HDRS = config.h io.h auth.h privsep.h maildrop.h md5.h
 SRCS = $(OBJS:.o=.c)
 ASAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
-all: pop3d
+all: pop3d pop3passwd
 
 pop3d: $(OBJS)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LIBS)
@@ -38,7 +38,7 @@ pop3d: $(OBJS)
 %.o: %.c $(HDRS)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-LIBOBJS = io.o auth.o maildrop.o mbox.o maildir.o md5.o
+LIBOBJS = io.o auth.o privsep.o maildrop.o mbox.o maildir.o md5.o
 
 tests/unit: tests/unit.c $(LIBOBJS) $(HDRS)
 	$(CC) $(ALL_CFLAGS) -I. -o $@ tests/unit.c $(LIBOBJS) $(LIBS)
@@ -64,7 +64,156 @@ demo: deps
 	$(MAKE) all
 	sh scripts/demo.sh
 
-clean:
-	rm -f pop3d pop3d-asan tests/unit tests/unit-asan *.o
+# libFuzzer harnesses (clang): make fuzz [FUZZ_TIME=seconds each]
+FUZZERS = session mbox maildir_name userfile
+FUZZ_TIME ?= 60
+FUZZ_CC ?= clang
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	-fno-omit-frame-pointer
+LIBSRCS = $(LIBOBJS:.o=.c)
 
-.PHONY: all deps check check-asan demo clean
+fuzz/session: fuzz/session.c pop3d.c $(LIBSRCS) $(HDRS)
+	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/session.c $(LIBSRCS) $(LIBS)
+
+fuzz/mbox: fuzz/mbox.c $(LIBSRCS) $(HDRS)
+	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/mbox.c $(LIBSRCS) $(LIBS)
+
+fuzz/maildir_name: fuzz/maildir_name.c $(LIBSRCS) $(HDRS)
+	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/maildir_name.c $(filter-out maildir.c,$(LIBSRCS)) $(LIBS)
+
+fuzz/userfile: fuzz/userfile.c auth.c md5.c $(HDRS)
+	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/userfile.c auth.c md5.c $(LIBS)
+
+fuzz-build: $(FUZZERS:%=fuzz/%)
+
+# Each harness for FUZZ_TIME seconds from its seed corpus (new inputs go to a
+# scratch directory); a crash stops make and leaves crash-* in that directory.
+fuzz: deps fuzz-build fuzz-regress
+	@for f in $(FUZZERS); do \
+		w=$$(mktemp -d /tmp/pop3d-fuzz-$$f.XXXXXX); chmod 0777 $$w; \
+		echo "fuzz/$$f: $(FUZZ_TIME) s, work dir $$w"; \
+		fuzz/$$f -max_total_time=$(FUZZ_TIME) -max_len=65536 -timeout=10 \
+			-artifact_prefix=$$w/ -print_final_stats=1 $$w fuzz/corpus/$$f \
+			2>$$w/log || { tail -40 $$w/log; exit 1; }; \
+		grep -E "stat::number_of_executed_units|stat::peak_rss_mb" $$w/log; \
+	done
+
+# The seed corpora and every input that once crashed a harness, run once.
+fuzz-regress: fuzz-build
+	@for f in $(FUZZERS); do \
+		files=$$(ls fuzz/corpus/$$f/* fuzz/regress/$$f/* 2>/dev/null); \
+		fuzz/$$f $$files >/dev/null 2>&1 || { echo "fuzz-regress: $$f FAILED"; \
+			fuzz/$$f $$files 2>&1 | tail -30; exit 1; }; \
+		echo "fuzz-regress: $$f ok ($$(echo $$files | wc -w) inputs)"; \
+	done
+
+clean:
+	rm -f pop3d pop3d-asan tests/unit tests/unit-asan *.o $(FUZZERS:%=fuzz/%)
+
+.PHONY: all deps check check-asan demo clean fuzz fuzz-build fuzz-regress
+
+# ---------------------------------------------------------------- pop3passwd, install
+
+pop3passwd: pop3passwd.c config.h
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ pop3passwd.c $(CRYPT_LIBS)
+
+clean: clean-pop3passwd
+clean-pop3passwd:
+	rm -f pop3passwd
+
+# make install [PREFIX=/usr/local] [DESTDIR=] [SBINDIR=] [BINDIR=] [MANDIR=]
+#              [SYSTEMDUNITDIR=] [SYSUSERSDIR=] [DOCDIR=] [DATADIR=]
+# The paths in the units, the inetd line and the xinetd file are rewritten to
+# $(SBINDIR)/pop3d. Nothing is enabled or started; see README "Deploying".
+PREFIX ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+BINDIR ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+DOCDIR ?= $(DATADIR)/doc/pop3d
+SYSTEMDUNITDIR ?= $(shell $(PKG_CONFIG) --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
+SYSUSERSDIR ?= $(shell $(PKG_CONFIG) --variable=sysusersdir systemd 2>/dev/null || echo /usr/lib/sysusers.d)
+INSTALL ?= install
+UNIT_FILES = pop3d.socket pop3d@.service
+MAN_FILES = man8/pop3d.8 man5/pop3d.passwd.5 man1/pop3passwd.1
+F2B_DIR = $(DATADIR)/pop3d/fail2ban
+SUBST_SBIN = sed -e 's|/usr/local/sbin/pop3d|$(SBINDIR)/pop3d|g'
+
+install: pop3d pop3passwd
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(DOCDIR)/examples/xinetd.d \
+		$(DESTDIR)$(F2B_DIR)/filter.d $(DESTDIR)$(F2B_DIR)/jail.d
+	$(INSTALL) -m 0755 pop3d $(DESTDIR)$(SBINDIR)/pop3d
+	$(INSTALL) -m 0755 pop3passwd $(DESTDIR)$(BINDIR)/pop3passwd
+	for m in $(MAN_FILES); do \
+		$(INSTALL) -m 0644 man/$${m#*/} $(DESTDIR)$(MANDIR)/$$m || exit 1; \
+	done
+	for u in $(UNIT_FILES); do \
+		$(SUBST_SBIN) units/$$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$$u && \
+		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u || exit 1; \
+	done
+	$(INSTALL) -m 0644 units/pop3d.sysusers $(DESTDIR)$(SYSUSERSDIR)/pop3d.conf
+	$(SUBST_SBIN) units/inetd.conf > $(DESTDIR)$(DOCDIR)/examples/inetd.conf
+	$(SUBST_SBIN) units/xinetd.d/pop3d > $(DESTDIR)$(DOCDIR)/examples/xinetd.d/pop3d
+	chmod 0644 $(DESTDIR)$(DOCDIR)/examples/inetd.conf $(DESTDIR)$(DOCDIR)/examples/xinetd.d/pop3d
+	rm -f $(DESTDIR)$(DOCDIR)/examples/passwd
+	(umask 077 && { \
+		echo '# /etc/pop3d/passwd - pop3d user file, see pop3d.passwd(5). Mode 0600, owner root.'; \
+		echo '# name:secret:uid:gid:gecos:maildrop'; \
+		echo '# Make lines with pop3passwd(1):  pop3passwd -u alice -i 1000 -g 1000 -m /var/mail/alice'; \
+		echo '#alice:$$y$$j9T$$...:1000:1000:Alice:/var/mail/alice'; \
+		echo '#bob:$$y$$j9T$$...:1001:1001:Bob (Maildir):/home/bob/Maildir/'; \
+		echo '#carol:{PLAIN}secret:1002:1002:Carol (APOP):/var/mail/carol'; \
+	} > $(DESTDIR)$(DOCDIR)/examples/passwd)
+	chmod 0600 $(DESTDIR)$(DOCDIR)/examples/passwd
+	$(INSTALL) -m 0644 contrib/fail2ban/filter.d/pop3d.conf $(DESTDIR)$(F2B_DIR)/filter.d/pop3d.conf
+	$(INSTALL) -m 0644 contrib/fail2ban/jail.d/pop3d.conf $(DESTDIR)$(F2B_DIR)/jail.d/pop3d.conf
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/pop3d $(DESTDIR)$(BINDIR)/pop3passwd
+	for m in $(MAN_FILES); do rm -f $(DESTDIR)$(MANDIR)/$$m; done
+	for u in $(UNIT_FILES); do rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; done
+	rm -f $(DESTDIR)$(SYSUSERSDIR)/pop3d.conf
+	rm -f $(DESTDIR)$(DOCDIR)/examples/inetd.conf $(DESTDIR)$(DOCDIR)/examples/xinetd.d/pop3d \
+		$(DESTDIR)$(DOCDIR)/examples/passwd \
+		$(DESTDIR)$(F2B_DIR)/filter.d/pop3d.conf $(DESTDIR)$(F2B_DIR)/jail.d/pop3d.conf
+	-rmdir $(DESTDIR)$(DOCDIR)/examples/xinetd.d $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) \
+		$(DESTDIR)$(F2B_DIR)/filter.d $(DESTDIR)$(F2B_DIR)/jail.d $(DESTDIR)$(F2B_DIR) \
+		$(DESTDIR)$(DATADIR)/pop3d 2>/dev/null
+
+.PHONY: install uninstall clean-pop3passwd
+
+# ---- make bench (issue 7): pop3d against Dovecot and popa3d on loopback.
+# Not part of check or CI; takes ~15-20 minutes; see bench/README.md.
+# BENCH_ARGS, e.g. BENCH_ARGS="--quick" or "--servers pop3d --runs 7".
+BENCH_ARGS ?=
+
+bench/empty: bench/empty.c
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ bench/empty.c $(LIBS)
+
+bench:
+	sh scripts/deps.sh --bench
+	$(MAKE) all bench/empty
+	/usr/bin/python3 bench/bench.py $(BENCH_ARGS)
+
+.PHONY: bench
+
+# ---- crash consistency (issue 4): tests/faults.py and tests/crash.py run in
+# `make check` (crash.py in short mode); `make check-slow` runs the long kill
+# test (>= 1000 SIGKILLs during UPDATE, ~10-15 minutes). CRASH_ARGS, e.g.
+# CRASH_ARGS="--seed 42" or "--kills 3000".
+CRASH_ARGS ?=
+
+tests/faultinject.so: tests/faultinject.c
+	$(CC) -O2 -Wall -Wextra -shared -fPIC $(CFLAGS_EXTRA) -o $@ tests/faultinject.c -ldl
+
+check-slow: deps
+	$(MAKE) all tests/faultinject.so
+	/usr/bin/python3 tests/crash.py --long $(CRASH_ARGS)
+
+clean: clean-faultinject
+clean-faultinject:
+	rm -f tests/faultinject.so
+
+.PHONY: check-slow clean-faultinject

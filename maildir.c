@@ -165,13 +165,7 @@ scan_sub(struct maildrop *md, const char *sub, size_t *cap, char *err, size_t er
 	return r;
 }
 
-/* Sorting: delivery time, then the unique name. */
-struct key {
-	const char *name;
-	uint64_t time;
-	struct msg m;
-};
-
+/* Sorting: delivery time, then the unique name, then cur/ before new/. */
 static uint64_t
 delivery_time(const char *name)
 {
@@ -183,48 +177,38 @@ delivery_time(const char *name)
 }
 
 static int
-cmp_key(const void *a, const void *b)
+cmp_msg(const void *a, const void *b, void *names)
 {
-	const struct key *x = a, *y = b;
-	size_t lx = unique_len(x->name), ly = unique_len(y->name);
+	const struct msg *x = a, *y = b;
+	const char *nx = (const char *)names + x->name, *ny = (const char *)names + y->name;
+	uint64_t tx = delivery_time(nx), ty = delivery_time(ny);
+	size_t lx = unique_len(nx), ly = unique_len(ny);
 	int c;
 
-	if (x->time != y->time)
-		return x->time < y->time ? -1 : 1;
-	c = memcmp(x->name, y->name, lx < ly ? lx : ly);
+	if (tx != ty)
+		return tx < ty ? -1 : 1;
+	c = memcmp(nx, ny, lx < ly ? lx : ly);
 	if (c != 0)
 		return c;
 	if (lx != ly)
 		return lx < ly ? -1 : 1;
-	return (int)x->m.in_new - (int)y->m.in_new;  /* cur/ first */
+	return (int)x->in_new - (int)y->in_new;
 }
 
-/* Order the messages; a message seen in both new/ and cur/ (moved during
- * the scan) counts once, as its cur/ copy. */
-static int
+/* Order the messages in place; a message seen in both new/ and cur/ (moved
+ * during the scan) counts once, as its cur/ copy. */
+static void
 sort_messages(struct maildrop *md)
 {
-	struct key *k;
 	size_t i, n = 0;
 
 	if (md->count == 0)
-		return 0;
-	if ((k = calloc(md->count, sizeof(*k))) == NULL)
-		return -1;
-	for (i = 0; i < md->count; i++) {
-		k[i].name = name_of(md, i);
-		k[i].time = delivery_time(k[i].name);
-		k[i].m = md->msgs[i];
-	}
-	qsort(k, md->count, sizeof(*k), cmp_key);
+		return;
+	qsort_r(md->msgs, md->count, sizeof(md->msgs[0]), cmp_msg, md->names);
 	for (i = 0; i < md->count; i++)
-		if (n == 0 || !same_unique(k[i].name, k[n - 1].name))
-			k[n++] = k[i];
-	for (i = 0; i < n; i++)
-		md->msgs[i] = k[i].m;
+		if (n == 0 || !same_unique(name_of(md, i), name_of(md, n - 1)))
+			md->msgs[n++] = md->msgs[i];
 	md->count = n;
-	free(k);
-	return 0;
 }
 
 /* The ",W=<n>" size of the name's unique part, if it has a valid one. */
@@ -280,7 +264,21 @@ count_size(struct maildrop *md, size_t i)
 	return 0;
 }
 
-static int
+/* Give back what the growing arrays reserved and did not use. */
+static void
+shrink(struct maildrop *md)
+{
+	void *p;
+
+	if (md->count > 0 && (p = realloc(md->msgs, md->count * sizeof(md->msgs[0]))) != NULL)
+		md->msgs = p;
+	if (md->names_len > 0 && (p = realloc(md->names, md->names_len)) != NULL) {
+		md->names = p;
+		md->names_cap = md->names_len;
+	}
+}
+
+static void
 measure(struct maildrop *md)
 {
 	size_t i, n = 0;
@@ -291,7 +289,6 @@ measure(struct maildrop *md)
 		md->msgs[n++] = md->msgs[i];
 	}
 	md->count = n;
-	return 0;
 }
 
 int
@@ -322,10 +319,9 @@ maildir_load(struct maildrop *md, char *err, size_t errlen)
 	if ((r = scan_sub(md, "new", &cap, err, errlen)) != MD_OK ||
 	    (r = scan_sub(md, "cur", &cap, err, errlen)) != MD_OK)
 		return r;
-	if (sort_messages(md) < 0 || measure(md) < 0) {
-		snprintf(err, errlen, "%s: out of memory", md->path);
-		return MD_TEMP;
-	}
+	sort_messages(md);
+	measure(md);
+	shrink(md);
 	return MD_OK;
 }
 

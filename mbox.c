@@ -749,9 +749,9 @@ rollback(struct maildrop *md, const struct journal *j)
 }
 
 /* Finish or undo an update a crash interrupted. Run under the delivery
- * agents' locks, before the mbox is loaded. */
+ * agents' locks, before the mbox is loaded. *done says it was finished. */
 static int
-recover(struct maildrop *md, char *err, size_t errlen)
+recover(struct maildrop *md, int *done, char *err, size_t errlen)
 {
 	struct journal j;
 	struct commit c;
@@ -760,6 +760,7 @@ recover(struct maildrop *md, char *err, size_t errlen)
 	char nul;
 	int committed;
 
+	*done = 0;
 	if (fstat(md->lockfd, &st) < 0 || st.st_size == 0)
 		return MD_OK;
 	if ((size_t)st.st_size < sizeof(j) || pread_all(md->lockfd, &j, sizeof(j), 0) < 0 ||
@@ -786,6 +787,7 @@ recover(struct maildrop *md, char *err, size_t errlen)
 		    pread_all(md->fd, &nul, 1, (off_t)j.new_size) < 0 || nul != '\0') {
 			syslog(LOG_NOTICE, "recovery %s: interrupted update was complete, "
 			    "%ju octets removed", md->path, (uintmax_t)(j.size - j.new_size));
+			*done = 1;
 			return journal_clear(md->lockfd) < 0 ? MD_TEMP : MD_OK;
 		}
 		/* Not truncated: undo. Uncommit first, so a crash during the
@@ -810,7 +812,7 @@ mbox_load(struct maildrop *md, char *err, size_t errlen)
 {
 	struct scan *s;
 	struct stat jst;
-	int r;
+	int r, done;
 
 	md->fd = open(md->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
 	if (md->fd < 0 && errno == ENOENT)
@@ -826,7 +828,7 @@ mbox_load(struct maildrop *md, char *err, size_t errlen)
 	if (md->lockfd >= 0 && fstat(md->lockfd, &jst) == 0 && jst.st_size > 0) {
 		if (lock_all(md, F_WRLCK, err, errlen) < 0)
 			return MD_TEMP;
-		r = recover(md, err, errlen);
+		r = recover(md, &done, err, errlen);
 		unlock_all(md);
 		if (r != MD_OK)
 			return r;
@@ -950,9 +952,13 @@ update_locked(struct maildrop *md, char *err, size_t errlen)
 		}
 	}
 	if (j.new_size == j.start) {
-		/* Nothing to move: one truncate, atomic, is the whole update. */
-		if (ftruncate(md->fd, (off_t)j.start) < 0 || fsync(md->fd) < 0)
-			goto undo;
+		/* Nothing to move: one truncate, atomic, is the whole update. A
+		 * failed fsync after it cannot be undone: the messages are gone,
+		 * or back after a power loss; nothing else is lost. */
+		if (ftruncate(md->fd, (off_t)j.start) < 0 || fsync(md->fd) < 0) {
+			snprintf(err, errlen, "%s: update failed: %s", md->path, strerror(errno));
+			return MD_TEMP;
+		}
 		return MD_OK;
 	}
 	if (md->lockfd < 0) {
@@ -965,21 +971,23 @@ update_locked(struct maildrop *md, char *err, size_t errlen)
 		return MD_TEMP;         /* the mbox was not touched */
 	}
 	if (rewrite(md, &j) < 0 || journal_commit(md, &j, 1) < 0 ||
-	    ftruncate(md->fd, (off_t)j.new_size) < 0 || fsync(md->fd) < 0)
-		goto undo;
+	    ftruncate(md->fd, (off_t)j.new_size) < 0 || fsync(md->fd) < 0) {
+		char why[512];
+		int done;
+
+		snprintf(err, errlen, "%s: update failed: %s", md->path, strerror(errno));
+		/* Do now what the next login would: the journal and the file
+		 * tell recover() whether to finish or undo, in every phase. */
+		if (recover(md, &done, why, sizeof(why)) != MD_OK)
+			syslog(LOG_ERR, "%s; the next login recovers from the journal", why);
+		else if (done)
+			md->not_removed = 0;    /* removed, but not known to be on disk */
+		return MD_TEMP;
+	}
 	if (journal_clear(md->lockfd) < 0)
 		syslog(LOG_WARNING, "%s: emptying the journal: %s (recovery will finish it)",
 		    md->path, strerror(errno));
 	return MD_OK;
-undo:
-	/* Still under the locks, nobody appended: put everything back. (A
-	 * failed fsync after the truncate-only update cannot be undone: the
-	 * messages are gone, or back after a power loss; nothing else is lost.) */
-	snprintf(err, errlen, "%s: update failed: %s", md->path, strerror(errno));
-	if (j.new_size != j.start && rollback(md, &j) < 0)
-		syslog(LOG_ERR, "%s: rollback failed: %s; the next login recovers from the journal",
-		    md->path, strerror(errno));
-	return MD_TEMP;
 }
 
 int

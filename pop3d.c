@@ -393,8 +393,11 @@ cmd_quit(struct session *s, int argc, char **argv)
 	err[0] = '\0';
 	if (maildrop_update(&s->md, err, sizeof(err)) != MD_OK) {
 		syslog(LOG_ERR, "error user=%s rhost=%s: %s", s->who.name, s->rhost, err);
-		reply(s, "-ERR [SYS/TEMP] update failed: %zu deleted messages not removed",
-		    s->md.not_removed);
+		if (s->md.not_removed > 0)
+			reply(s, "-ERR [SYS/TEMP] update failed: %zu deleted messages not removed",
+			    s->md.not_removed);
+		else
+			reply(s, "-ERR [SYS/TEMP] messages deleted, but not confirmed on disk");
 		maildrop_close(&s->md);
 		return END;
 	}

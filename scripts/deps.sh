@@ -10,7 +10,26 @@
 set -eu
 
 # systemd: systemd-socket-activate; util-linux: setpriv; procps: pgrep/ps.
+# Deployment tests (tests/clients.py, tests/fail2ban.py): real POP3 clients
+# fetchmail, mpop, getmail6, perl (Net::POP3 is in perl-modules); mandoc
+# (mandoc -T lint) and man-db (man -l) for the man pages; fail2ban
+# (fail2ban-regex); systemd also gives systemd-analyze.
 PKGS="gcc clang make pkg-config libc6-dev libcrypt-dev libsystemd-dev python3 curl systemd util-linux procps"
+PKGS="$PKGS fetchmail mpop getmail6 perl fail2ban mandoc man-db"
+# Crash tests (tests/crash.py): procmail delivers into the mbox being killed.
+PKGS="$PKGS procmail"
+
+# --bench (make bench only, never make check): the peers for bench/bench.py
+# (its mpop client is in the list above). popa3d is not in this list: Debian's
+# popa3d package conflicts with dovecot-pop3d, so its .deb is fetched with
+# `apt-get download` and unpacked, not installed, into $BENCH_CACHE/popa3d.
+BENCH_PKGS="dovecot-core dovecot-pop3d"
+BENCH_CACHE=/var/cache/pop3d-bench
+bench=no
+if [ "${1:-}" = "--bench" ]; then
+	bench=yes
+	PKGS="$PKGS $BENCH_PKGS"
+fi
 
 say() { printf 'deps.sh: %s\n' "$*" >&2; }
 
@@ -34,8 +53,32 @@ for p in $PKGS; do
 done
 missing=${missing# }
 
+# The unpacked popa3d for the benchmark (root only; skipped with a note otherwise).
+bench_popa3d() {
+	[ "$bench" = yes ] || return 0
+	[ -x "$BENCH_CACHE/popa3d/usr/sbin/popa3d" ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		say "popa3d for the benchmark is not unpacked (needs root): the bench skips it"
+		return 0
+	fi
+	mkdir -p "$BENCH_CACHE"
+	say "fetching popa3d (apt-get download; unpacked, not installed) into $BENCH_CACHE"
+	if ! (cd "$BENCH_CACHE" && apt-get download popa3d >&2) 2>/dev/null; then
+		apt-get update >&2
+		(cd "$BENCH_CACHE" && apt-get download popa3d >&2) ||
+			{ say "could not fetch popa3d: the bench skips it"; return 0; }
+	fi
+	for f in "$BENCH_CACHE"/popa3d_*.deb; do
+		[ -f "$f" ] || continue
+		mv -f "$f" "$BENCH_CACHE/popa3d.deb"
+	done
+	rm -rf "$BENCH_CACHE/popa3d"
+	dpkg-deb -x "$BENCH_CACHE/popa3d.deb" "$BENCH_CACHE/popa3d"
+}
+
 if [ -z "$missing" ]; then
 	say "all required packages are installed"
+	bench_popa3d
 	exit 0
 fi
 
@@ -54,4 +97,5 @@ apt-get update >&2
 say "running: apt-get install -y --no-install-recommends $missing"
 # shellcheck disable=SC2086  # word splitting of the package list is intended
 apt-get install -y --no-install-recommends $missing >&2
+bench_popa3d
 say "done"

@@ -8,6 +8,10 @@
 #        make SYSTEMD=no CFLAGS_EXTRA=-Werror   (and the binary must not use libsystemd)
 #      (skipped with --asan: `make check` already did them)
 #   3. the integration tests, tests/run.py
+#   3b. tests/clients.py (hash tool, install, units, man pages, real clients)
+#       and tests/fail2ban.py (the fail2ban filter on real log lines)
+#   3c. tests/faults.py (disk full, injected I/O errors) and tests/crash.py
+#       (SIGKILL during UPDATE, short mode; `make check-slow` runs --long)
 #   4. as root: tests/run.py once more as an unprivileged user (uid/gid 65534)
 #   5. a closing line "N passed, N failed"; exit status 1 if anything failed.
 #
@@ -21,7 +25,7 @@ ASAN=no
 for a in "$@"; do
 	case $a in
 	--asan) ASAN=yes ;;
-	-h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+	-h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 0 ;;
 	*) echo "check.sh: unknown argument: $a" >&2; exit 2 ;;
 	esac
 done
@@ -98,7 +102,7 @@ copy_sources() {   # copy_sources DEST
 			mkdir -p "$dest/tests" && { cp -p "$TOP"/tests/*.c "$dest/tests/" 2>/dev/null || :; }
 	fi
 	# never reuse build products
-	rm -f "$dest"/*.o "$dest/pop3d" "$dest/pop3d-asan" "$dest/tests/unit" "$dest/tests/unit-asan"
+	rm -f "$dest"/*.o "$dest/pop3d" "$dest/pop3d-asan" "$dest/pop3passwd" "$dest/tests/unit" "$dest/tests/unit-asan"
 }
 
 build_check() {    # build_check NAME MAKE-ARGS...
@@ -137,6 +141,44 @@ fi
 say "# integration tests: tests/run.py ($(id -un 2>/dev/null || id -u))"
 timeout 900 /usr/bin/python3 "$TOP/tests/run.py" 2>&1 | tee "$WORK/run.log"
 add_counts run.py "$WORK/run.log" "${PIPESTATUS[0]}"
+
+# ---------------------------------------------------------------- 3b. deployment, real clients, fail2ban
+# tests/clients.py: pop3passwd, make install/uninstall, units, man pages, and
+# fetchmail, mpop, getmail6, Net::POP3 and curl against the server;
+# tests/fail2ban.py: the fail2ban filter on log lines the server wrote.
+# With --asan only the client runs (no pop3passwd or ./pop3d build there).
+if [ "$ASAN" = yes ]; then
+	CLIENT_ARGS=(-k Clients)
+else
+	CLIENT_ARGS=()
+fi
+say "# real clients and deployment: tests/clients.py ${CLIENT_ARGS[*]}"
+timeout 300 /usr/bin/python3 "$TOP/tests/clients.py" "${CLIENT_ARGS[@]}" 2>&1 | tee "$WORK/clients.log"
+add_counts clients.py "$WORK/clients.log" "${PIPESTATUS[0]}"
+say "# fail2ban filter: tests/fail2ban.py"
+timeout 300 /usr/bin/python3 "$TOP/tests/fail2ban.py" 2>&1 | tee "$WORK/fail2ban.log"
+add_counts fail2ban.py "$WORK/fail2ban.log" "${PIPESTATUS[0]}"
+
+# ---------------------------------------------------------------- 3c. crash consistency
+# tests/faultinject.so (LD_PRELOAD) makes pwrite/fsync/ftruncate/unlink fail
+# or slow; tests/faults.py: ENOSPC on a small tmpfs (root) and injected
+# errors; tests/crash.py: SIGKILL at random instants of UPDATE with procmail
+# delivering meanwhile (short mode here, fewer kills under ASan).
+say "# crash consistency: tests/faults.py, tests/crash.py"
+if make -s -C "$TOP" tests/faultinject.so >"$WORK/shim.log" 2>&1; then
+	if [ "$ASAN" = yes ]; then
+		CRASH_ARGS=(--kills 20)
+	else
+		CRASH_ARGS=()
+	fi
+	timeout 600 /usr/bin/python3 "$TOP/tests/faults.py" 2>&1 | tee "$WORK/faults.log"
+	add_counts faults.py "$WORK/faults.log" "${PIPESTATUS[0]}"
+	timeout 900 /usr/bin/python3 "$TOP/tests/crash.py" "${CRASH_ARGS[@]}" 2>&1 | tee "$WORK/crash.log"
+	add_counts crash.py "$WORK/crash.log" "${PIPESTATUS[0]}"
+else
+	fail faultinject.so "make tests/faultinject.so"
+	sed 's/^/    /' "$WORK/shim.log"
+fi
 
 # ---------------------------------------------------------------- 4. again, unprivileged
 if [ "$(id -u)" -eq 0 ]; then

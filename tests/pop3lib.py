@@ -468,8 +468,8 @@ class Env:
         return p
 
     def session(self, extra=(), delay="0", read_greeting=True, userfile=None, env=None,
-                stderr=subprocess.PIPE):
-        p = self.popen(self.args(extra, delay, userfile), env=env, stderr=stderr)
+                stderr=subprocess.PIPE, **popen_kw):
+        p = self.popen(self.args(extra, delay, userfile), env=env, stderr=stderr, **popen_kw)
         return Session(PipeTransport(p), proc=p, read_greeting=read_greeting)
 
     def run(self, data, extra=(), delay="0", timeout=DEFAULT_TIMEOUT, userfile=None,
