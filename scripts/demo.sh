@@ -25,7 +25,10 @@ case $DIR in
 *:*) echo "demo.sh: temporary directory $DIR contains ':'; set TMPDIR" >&2; exit 1 ;;
 esac
 
-MBOX=$DIR/demo.mbox
+# The mbox lives in a directory of the demo user's own, like a home: pop3d
+# creates the delivery agents' dotlock <mbox>.lock beside it as that user.
+mkdir "$DIR/mail"
+MBOX=$DIR/mail/demo.mbox
 USERS=$DIR/passwd
 LOCKS=$DIR/locks
 
@@ -89,10 +92,10 @@ MBOX
 
 if [ "$(id -u)" -eq 0 ]; then
 	# pop3d refuses uid/gid 0 and, as root, becomes the user's uid/gid
-	# before it opens the maildrop: give the mbox to nobody/nogroup and let
-	# that uid traverse the directory.
+	# before it opens the maildrop: give the mail directory and the mbox to
+	# nobody/nogroup and let that uid traverse the temporary directory.
 	ids=65534:65534
-	chown "$ids" "$MBOX"
+	chown "$ids" "$DIR/mail" "$MBOX"
 	chmod 0711 "$DIR"
 else
 	ids=$(id -u):$(id -g)

@@ -8,8 +8,9 @@
 #        make SYSTEMD=no CFLAGS_EXTRA=-Werror   (and the binary must not use libsystemd)
 #      (skipped with --asan: `make check` already did them)
 #   3. the integration tests, tests/run.py
-#   3b. tests/clients.py (hash tool, install, units, man pages, real clients)
-#       and tests/fail2ban.py (the fail2ban filter on real log lines)
+#   3b. tests/clients.py (hash tool, install, units, man pages, real clients),
+#       tests/fail2ban.py (the fail2ban filter on real log lines) and
+#       tests/demo.py (make demo, fetched with curl and poplib)
 #   3c. tests/faults.py (disk full, injected I/O errors) and tests/crash.py
 #       (SIGKILL during UPDATE, short mode; `make check-slow` runs --long)
 #   4. as root: tests/run.py once more as an unprivileged user (uid/gid 65534)
@@ -158,6 +159,12 @@ add_counts clients.py "$WORK/clients.log" "${PIPESTATUS[0]}"
 say "# fail2ban filter: tests/fail2ban.py"
 timeout 300 /usr/bin/python3 "$TOP/tests/fail2ban.py" 2>&1 | tee "$WORK/fail2ban.log"
 add_counts fail2ban.py "$WORK/fail2ban.log" "${PIPESTATUS[0]}"
+# tests/demo.py: `make demo` serves its demo mbox; curl and poplib fetch it.
+if [ "$ASAN" = no ]; then
+	say "# the demo: tests/demo.py"
+	timeout 120 /usr/bin/python3 "$TOP/tests/demo.py" 2>&1 | tee "$WORK/demo.log"
+	add_counts demo.py "$WORK/demo.log" "${PIPESTATUS[0]}"
+fi
 
 # ---------------------------------------------------------------- 3c. crash consistency
 # tests/faultinject.so (LD_PRELOAD) makes pwrite/fsync/ftruncate/unlink fail
