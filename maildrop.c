@@ -136,6 +136,12 @@ maildrop_lock(struct maildrop *md, const char *path, const char *lockdir,
 int
 maildrop_load(struct maildrop *md, char *err, size_t errlen)
 {
+	struct stat st;
+
+	/* As the user now: a directory root could not look into (a 0700 home
+	 * without CAP_DAC_READ_SEARCH) is a Maildir too. */
+	if (md->kind == KIND_MBOX && stat(md->path, &st) == 0 && S_ISDIR(st.st_mode))
+		md->kind = KIND_MAILDIR;
 	return md->kind == KIND_MAILDIR ? maildir_load(md, err, errlen) : mbox_load(md, err, errlen);
 }
 
