@@ -25,6 +25,7 @@
 #define MAX_AUTH_FAILURES 3                     /* failed logins before the connection closes */
 #define MAX_BAD_AUTH 3                          /* consecutive bad commands before login */
 #define MAX_BAD_COMMANDS 10                     /* consecutive bad commands after login */
+#define MAX_PRELOGIN_SECONDS 300                /* a connection's whole time before login */
 #define MAX_NAME 64                             /* octets of a user name */
 #define APOP_DIGEST_LEN 32                      /* hex digits of an APOP digest */
 

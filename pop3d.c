@@ -36,6 +36,10 @@
 
 enum { S_AUTH = 1, S_TRANS = 2 };
 enum { GO_ON, END };                    /* what a command tells the session loop */
+/* How a session ended: the pre-login process tells the monitor so by its exit
+ * status, for it has no syslog (a subverted one could forge lines). pop3d
+ * itself exits 0 after QUIT and 1 otherwise. */
+enum { END_QUIT, END_ERROR, END_TIMEOUT, END_BAD, END_DROP };
 
 struct session {
 	int state;
@@ -209,7 +213,8 @@ login(struct session *s)
 	s->io.timeout = s->timeout;
 	syslog(LOG_INFO, "login user=%s rhost=%s msgs=%zu octets=%ju", s->who.name, s->rhost,
 	    n, (uintmax_t)octets);
-	reply(s, "+OK maildrop has %zu messages (%ju octets)", n, (uintmax_t)octets);
+	reply(s, "+OK maildrop has %zu message%s (%ju octets)", n, n == 1 ? "" : "s",
+	    (uintmax_t)octets);
 	return GO_ON;
 }
 
@@ -340,7 +345,15 @@ monitor(struct session *s, int chan, pid_t child)
 		;
 	if (in)
 		return login(s);
-	s->status = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+	/* Log for the pre-login process, which cannot. */
+	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+		syslog(LOG_NOTICE, "timeout user=- rhost=%s limit=%ds", s->rhost,
+		    MAX_PRELOGIN_SECONDS);
+	else if (WIFEXITED(status) && WEXITSTATUS(status) == END_TIMEOUT)
+		syslog(LOG_NOTICE, "timeout user=- rhost=%s", s->rhost);
+	else if (WIFEXITED(status) && WEXITSTATUS(status) == END_BAD)
+		syslog(LOG_NOTICE, "bad commands user=- rhost=%s count=%d", s->rhost, MAX_BAD_AUTH);
+	s->status = WIFEXITED(status) ? WEXITSTATUS(status) : END_ERROR;
 	return END;
 }
 
@@ -387,7 +400,7 @@ cmd_quit(struct session *s, int argc, char **argv)
 		return GO_ON;
 	if (s->state == S_AUTH) {
 		reply(s, "+OK pop3d signing off");
-		s->status = 0;
+		s->status = END_QUIT;
 		return END;
 	}
 	err[0] = '\0';
@@ -408,8 +421,8 @@ cmd_quit(struct session *s, int argc, char **argv)
 	syslog(LOG_INFO, "logout user=%s rhost=%s retr=%lu dele=%lu kept=%zu octets_sent=%ju "
 	    "duration=%.2f", s->who.name, s->rhost, s->retr, s->dele, kept,
 	    (uintmax_t)s->io.sent, elapsed(s));
-	reply(s, "+OK pop3d signing off (%zu messages left)", kept);
-	s->status = 0;
+	reply(s, "+OK pop3d signing off (%zu message%s left)", kept, kept == 1 ? "" : "s");
+	s->status = END_QUIT;
 	return END;
 }
 
@@ -444,7 +457,7 @@ cmd_list(struct session *s, int argc, char **argv)
 		return GO_ON;
 	}
 	live_totals(s, &n, &octets);
-	reply(s, "+OK %zu messages (%ju octets)", n, (uintmax_t)octets);
+	reply(s, "+OK %zu message%s (%ju octets)", n, n == 1 ? "" : "s", (uintmax_t)octets);
 	for (i = 0; i < s->md.count; i++)
 		if (!s->md.msgs[i].deleted)
 			reply(s, "%zu %ju", i + 1, (uintmax_t)s->md.msgs[i].size);
@@ -564,7 +577,8 @@ cmd_rset(struct session *s, int argc, char **argv)
 		s->md.msgs[i].deleted = 0;
 	s->dele = 0;
 	live_totals(s, &n, &octets);
-	reply(s, "+OK maildrop has %zu messages (%ju octets)", n, (uintmax_t)octets);
+	reply(s, "+OK maildrop has %zu message%s (%ju octets)", n, n == 1 ? "" : "s",
+	    (uintmax_t)octets);
 	return GO_ON;
 }
 
@@ -653,23 +667,27 @@ session_loop(struct session *s)
 			refuse(s, "-ERR NUL octet in command");
 			break;
 		case IO_TIMEOUT:
-			syslog(LOG_NOTICE, "timeout user=%s rhost=%s",
-			    s->state == S_TRANS ? s->who.name : "-", s->rhost);
+			if (s->state == S_TRANS)
+				syslog(LOG_NOTICE, "timeout user=%s rhost=%s", s->who.name, s->rhost);
 			reply(s, "-ERR autologout: idle for too long");
+			s->status = END_TIMEOUT;
 			return;
 		default:                /* the client went away */
 			if (s->state == S_TRANS)
 				syslog(LOG_NOTICE, "drop user=%s rhost=%s retr=%lu",
 				    s->who.name, s->rhost, s->retr);
+			s->status = END_DROP;
 			return;
 		}
 		explicit_bzero(line, sizeof(line));
 		if (s->io.failed)
 			return;
 		if (s->bad >= (s->state == S_AUTH ? MAX_BAD_AUTH : MAX_BAD_COMMANDS)) {
-			syslog(LOG_NOTICE, "bad commands user=%s rhost=%s count=%d",
-			    s->state == S_TRANS ? s->who.name : "-", s->rhost, s->bad);
+			if (s->state == S_TRANS)
+				syslog(LOG_NOTICE, "bad commands user=%s rhost=%s count=%d",
+				    s->who.name, s->rhost, s->bad);
 			reply(s, "-ERR too many bad commands");
+			s->status = END_BAD;
 			return;
 		}
 	}
@@ -865,7 +883,7 @@ session_init(struct session *s, int in, int out)
 	memset(s, 0, sizeof(*s) - sizeof(s->io));
 	io_init(&s->io, in, out, DEFAULT_AUTH_TIMEOUT);
 	s->state = S_AUTH;
-	s->status = 1;
+	s->status = END_ERROR;
 	s->userfile = DEFAULT_USERFILE;
 	s->lockdir = DEFAULT_LOCKDIR;
 	s->timeout = DEFAULT_TIMEOUT;
@@ -914,8 +932,11 @@ main(int argc, char **argv)
 	if (pid == -2)
 		_exit(startup_error(s, err));   /* the child could not confine itself */
 	if (pid == 0) {
-		/* The pre-login process: AUTHORIZATION state, unprivileged. */
+		/* The pre-login process: AUTHORIZATION state, unprivileged,
+		 * without syslog, for at most MAX_PRELOGIN_SECONDS. */
 		s->chan = chan;
+		closelog();
+		alarm(MAX_PRELOGIN_SECONDS);
 		explicit_bzero(s->auth.dummy, sizeof(s->auth.dummy));
 		if (s->stamp[0] != '\0')
 			reply(s, "+OK pop3d ready %s", s->stamp);
@@ -929,5 +950,5 @@ main(int argc, char **argv)
 		session_loop(s);
 	io_flush(&s->io);
 	maildrop_close(&s->md);
-	return s->status;
+	return s->status == END_QUIT ? 0 : 1;
 }

@@ -29,14 +29,41 @@
 
 #include "privsep.h"
 
+/* Open (creating it when missing) the directory name relative to at: it
+ * must be root's and not writable by group or others. fd, or -1. */
+static int
+safe_dir(int at, const char *name, mode_t mode, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd;
+
+	if (mkdirat(at, name, mode) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "%s: %s", name, strerror(errno));
+		return -1;
+	}
+	fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", name, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH))) {
+		snprintf(err, errlen, "%s: must be a directory owned by root, not writable "
+		    "by group or others", name);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 int
 privsep_setup(struct prelogin *pl, const char *statedir, const char *user,
     int user_given, char *err, size_t errlen)
 {
 	struct passwd *pw;
-	struct stat st;
+	int dirfd;
 
 	memset(pl, 0, sizeof(*pl));
+	pl->rootfd = -1;
 	if (geteuid() != 0)
 		return 0;
 	pw = getpwnam(user);
@@ -50,21 +77,13 @@ privsep_setup(struct prelogin *pl, const char *statedir, const char *user,
 	pl->uid = pw->pw_uid;
 	pl->gid = pw->pw_gid;
 	snprintf(pl->root, sizeof(pl->root), "%s/empty", statedir);
-	if (mkdir(statedir, 0700) < 0 && errno != EEXIST) {
-		snprintf(err, errlen, "state directory %s: %s", statedir, strerror(errno));
+	/* Both directories are opened, then checked, then used through the
+	 * descriptor: nobody can swap them between the check and the chroot. */
+	if ((dirfd = safe_dir(AT_FDCWD, statedir, 0700, err, errlen)) < 0)
 		return -1;
-	}
-	if (mkdir(pl->root, 0555) < 0 && errno != EEXIST) {
-		snprintf(err, errlen, "%s: %s", pl->root, strerror(errno));
-		return -1;
-	}
-	if (lstat(pl->root, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0 ||
-	    (st.st_mode & (S_IWGRP | S_IWOTH))) {
-		snprintf(err, errlen, "%s: must be a directory owned by root, not writable "
-		    "by group or others", pl->root);
-		return -1;
-	}
-	return 0;
+	pl->rootfd = safe_dir(dirfd, "empty", 0555, err, errlen);
+	close(dirfd);
+	return pl->rootfd < 0 ? -1 : 0;
 }
 
 /* In the child: give up everything for good. */
@@ -76,7 +95,7 @@ confine(const struct prelogin *pl, char *err, size_t errlen)
 
 	if (!pl->active)
 		return 0;
-	if (chroot(pl->root) < 0 || chdir("/") < 0 || setgroups(0, NULL) < 0 ||
+	if (fchdir(pl->rootfd) < 0 || chroot(".") < 0 || chdir("/") < 0 || setgroups(0, NULL) < 0 ||
 	    setresgid(pl->gid, pl->gid, pl->gid) < 0 || setresuid(pl->uid, pl->uid, pl->uid) < 0) {
 		snprintf(err, errlen, "pre-login confinement in %s: %s", pl->root, strerror(errno));
 		return -1;
@@ -106,7 +125,10 @@ privsep_fork(const struct prelogin *pl, int *chan, char *err, size_t errlen)
 		snprintf(err, errlen, "socketpair: %s", strerror(errno));
 		return -1;
 	}
-	if ((pid = fork()) < 0) {
+	pid = fork();
+	if (pid != 0 && pl->rootfd >= 0)
+		close(pl->rootfd);      /* the monitor never needs it */
+	if (pid < 0) {
 		snprintf(err, errlen, "fork: %s", strerror(errno));
 		close(sv[0]);
 		close(sv[1]);
@@ -115,7 +137,11 @@ privsep_fork(const struct prelogin *pl, int *chan, char *err, size_t errlen)
 	if (pid == 0) {
 		close(sv[0]);
 		*chan = sv[1];
-		return confine(pl, err, errlen) < 0 ? -2 : 0;
+		if (confine(pl, err, errlen) < 0)
+			return -2;
+		if (pl->rootfd >= 0)
+			close(pl->rootfd);
+		return 0;
 	}
 	close(sv[1]);
 	*chan = sv[0];

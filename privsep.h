@@ -28,7 +28,8 @@ struct prelogin {
 	int active;                     /* root: chroot and switch in the child */
 	uid_t uid;
 	gid_t gid;
-	char root[MAX_PATH];            /* an empty root-owned directory */
+	int rootfd;                     /* <statedir>/empty, opened and checked */
+	char root[MAX_PATH];            /* its name, for messages */
 };
 
 /* Find the pre-login user (user; "nobody" when user is the default and does

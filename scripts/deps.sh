@@ -18,6 +18,9 @@ PKGS="gcc clang make pkg-config libc6-dev libcrypt-dev libsystemd-dev python3 cu
 PKGS="$PKGS fetchmail mpop getmail6 perl fail2ban mandoc man-db"
 # Crash tests (tests/crash.py): procmail delivers into the mbox being killed.
 PKGS="$PKGS procmail"
+# Security tests (tests/security.py): ss (iproute2) for the TCP keepalive check,
+# valgrind for the memcheck session.
+PKGS="$PKGS iproute2 valgrind"
 
 # --bench (make bench only, never make check): the peers for bench/bench.py
 # (its mpop client is in the list above). popa3d is not in this list: Debian's

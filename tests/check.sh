@@ -8,6 +8,8 @@
 #        make SYSTEMD=no CFLAGS_EXTRA=-Werror   (and the binary must not use libsystemd)
 #      (skipped with --asan: `make check` already did them)
 #   3. the integration tests, tests/run.py
+#   3a. tests/security.py (privilege separation, abuse limits, timeouts, garbage,
+#       valgrind: issue 5 point 8)
 #   3b. tests/clients.py (hash tool, install, units, man pages, real clients),
 #       tests/fail2ban.py (the fail2ban filter on real log lines) and
 #       tests/demo.py (make demo, fetched with curl and poplib)
@@ -142,6 +144,11 @@ fi
 say "# integration tests: tests/run.py ($(id -un 2>/dev/null || id -u))"
 timeout 900 /usr/bin/python3 "$TOP/tests/run.py" 2>&1 | tee "$WORK/run.log"
 add_counts run.py "$WORK/run.log" "${PIPESTATUS[0]}"
+
+# ---------------------------------------------------------------- 3a. security tests
+say "# security tests: tests/security.py"
+timeout 300 /usr/bin/python3 "$TOP/tests/security.py" 2>&1 | tee "$WORK/security.log"
+add_counts security.py "$WORK/security.log" "${PIPESTATUS[0]}"
 
 # ---------------------------------------------------------------- 3b. deployment, real clients, fail2ban
 # tests/clients.py: pop3passwd, make install/uninstall, units, man pages, and
