@@ -814,7 +814,11 @@ mbox_load(struct maildrop *md, char *err, size_t errlen)
 	struct stat jst;
 	int r, done;
 
-	md->fd = open(md->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	/* O_NOATIME, as the owner may: reading leaves atime before mtime, so
+	 * "new mail" checks (biff, shells, procmail's wait) still see the mail. */
+	md->fd = open(md->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NOATIME);
+	if (md->fd < 0 && errno == EPERM)
+		md->fd = open(md->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
 	if (md->fd < 0 && errno == ENOENT)
 		return MD_OK;           /* no mail yet: an empty maildrop */
 	if (md->fd < 0) {
@@ -955,8 +959,13 @@ update_locked(struct maildrop *md, char *err, size_t errlen)
 		/* Nothing to move: one truncate, atomic, is the whole update. A
 		 * failed fsync after it cannot be undone: the messages are gone,
 		 * or back after a power loss; nothing else is lost. */
-		if (ftruncate(md->fd, (off_t)j.start) < 0 || fsync(md->fd) < 0) {
+		if (ftruncate(md->fd, (off_t)j.start) < 0) {
 			snprintf(err, errlen, "%s: update failed: %s", md->path, strerror(errno));
+			return MD_TEMP;
+		}
+		if (fsync(md->fd) < 0) {
+			snprintf(err, errlen, "%s: update failed: %s", md->path, strerror(errno));
+			md->not_removed = 0;    /* removed, but not known to be on disk */
 			return MD_TEMP;
 		}
 		return MD_OK;

@@ -11,16 +11,19 @@
     failing rollback, a kill during the in-process rollback.
 (c) Maildir: unlink failures (injected, and a read-only cur/).
 
-What every mbox case asserts: QUIT answers "-ERR [SYS/TEMP]"; right after
-it the mbox is byte-for-byte what it was and the journal is empty, except
-where pop3d could not undo in-process (the rollback itself failed or was
-killed): then mail is appended as a delivery agent would, the next login
-must run the recovery, and the mbox must afterwards be either exactly what
-it was or exactly the completed update (SPEC 4 and issue 4 point 1: "except
-some or all of those the client deleted"), in both cases followed by the
-appended mail byte-for-byte; the journal must then be empty.  Finally a
-session without faults deletes the same messages and the mbox must be the
-original minus exactly those, byte-for-byte.
+What every mbox case asserts: QUIT answers "-ERR [SYS/TEMP]" (and pop3d's
+log names the step: "writing the journal" or "update failed"); right after
+it the mbox is byte-for-byte what it was (same inode and mode) and the
+journal is empty - pop3d undoes a failed update in-process while it still
+holds the locks.  Exceptions, where the issue's weaker promise is asserted
+("nothing lost, the mbox as before or complete after recovery"): a failure
+after the truncation (the update may stand) and cases where the undo itself
+fails or is killed.  In every case mail is then appended as a delivery agent
+would, the next login must run the recovery, and the mbox must afterwards be
+exactly what it was or exactly the completed update, followed by the
+appended mail, byte-for-byte; the journal must then be empty.  Finally a
+session without faults deletes the same messages (when they are still
+there) and the mbox must be exactly the rest, byte-for-byte.
 
 Prints "ok NAME", "FAIL NAME" (with details), "skip NAME: reason" and a
 closing line "N passed, N failed[, N skipped]".
