@@ -57,13 +57,19 @@ io_flush(struct io *io)
 		size_t want = io->olen - off;
 		ssize_t n;
 
-		if (wait_fd(io->out, POLLOUT, io->timeout) != 1) {
-			io->failed = 1;
-			break;
-		}
 		if (io->out_is_socket) {
+			/* Try first; wait only when the socket is full. */
 			n = send(io->out, io->obuf + off, want, MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+			    wait_fd(io->out, POLLOUT, io->timeout) != 1) {
+				io->failed = 1;
+				break;
+			}
 		} else {
+			if (wait_fd(io->out, POLLOUT, io->timeout) != 1) {
+				io->failed = 1;
+				break;
+			}
 			/* A blocking pipe or tty: after POLLOUT, PIPE_BUF octets never block. */
 			if (want > PIPE_BUF)
 				want = PIPE_BUF;

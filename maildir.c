@@ -58,6 +58,16 @@ same_unique(const char *a, const char *b)
 	return n == unique_len(b) && memcmp(a, b, n) == 0;
 }
 
+static uint64_t
+delivery_time(const char *name)
+{
+	uint64_t t = 0;
+
+	for (; *name >= '0' && *name <= '9'; name++)
+		t = t > (UINT64_MAX - 9) / 10 ? UINT64_MAX : t * 10 + (uint64_t)(*name - '0');
+	return t;
+}
+
 /* Store name in the arena; its offset, or -1 without memory. */
 static long
 store_name(struct maildrop *md, const char *name)
@@ -104,6 +114,8 @@ add_message(struct maildrop *md, size_t *cap, const char *name, int in_new,
 		goto nomem;
 	memset(&md->msgs[md->count], 0, sizeof(md->msgs[0]));
 	md->msgs[md->count].name = (uint32_t)off;
+	md->msgs[md->count].ulen = (uint32_t)unique_len(name);
+	md->msgs[md->count].start = (off_t)delivery_time(name);
 	md->msgs[md->count].in_new = (unsigned char)in_new;
 	md->count++;
 	return MD_OK;
@@ -166,27 +178,18 @@ scan_sub(struct maildrop *md, const char *sub, size_t *cap, char *err, size_t er
 }
 
 /* Sorting: delivery time, then the unique name, then cur/ before new/. */
-static uint64_t
-delivery_time(const char *name)
-{
-	uint64_t t = 0;
-
-	for (; *name >= '0' && *name <= '9'; name++)
-		t = t > (UINT64_MAX - 9) / 10 ? UINT64_MAX : t * 10 + (uint64_t)(*name - '0');
-	return t;
-}
 
 static int
 cmp_msg(const void *a, const void *b, void *names)
 {
 	const struct msg *x = a, *y = b;
 	const char *nx = (const char *)names + x->name, *ny = (const char *)names + y->name;
-	uint64_t tx = delivery_time(nx), ty = delivery_time(ny);
-	size_t lx = unique_len(nx), ly = unique_len(ny);
+	size_t lx = x->ulen, ly = y->ulen;
 	int c;
 
-	if (tx != ty)
-		return tx < ty ? -1 : 1;
+	/* start holds the delivery time of a Maildir message (set by add_message) */
+	if ((uint64_t)x->start != (uint64_t)y->start)
+		return (uint64_t)x->start < (uint64_t)y->start ? -1 : 1;
 	c = memcmp(nx, ny, lx < ly ? lx : ly);
 	if (c != 0)
 		return c;
@@ -240,7 +243,13 @@ open_message_file(struct maildrop *md, size_t i)
 {
 	char path[8 + NAME_MAX + 1];
 
-	snprintf(path, sizeof(path), "%s/%s", md->msgs[i].in_new ? "new" : "cur", name_of(md, i));
+	const char *name = name_of(md, i);
+	size_t n = strlen(name);
+
+	if (n > NAME_MAX)
+		return errno = ENAMETOOLONG, -1;
+	memcpy(path, md->msgs[i].in_new ? "new/" : "cur/", 4);
+	memcpy(path + 4, name, n + 1);
 	return openat(md->fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
 }
 
@@ -255,8 +264,11 @@ count_size(struct maildrop *md, size_t i)
 
 	if (fd < 0)
 		return -1;
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
 		sizer_add(&z, buf, (size_t)n);
+		if ((size_t)n < sizeof(buf))
+			break;  /* a short read of a regular file: its end */
+	}
 	close(fd);
 	if (n < 0)
 		return -1;

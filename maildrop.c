@@ -262,6 +262,56 @@ send_chunk(struct sender *t, const char *p, const char *q)
 	return 0;
 }
 
+/* RETR (all lines): the same conversion, written straight into the output
+ * buffer, one memcpy per line and no call per piece. */
+static void
+send_all(struct sender *t, const char *p, const char *q)
+{
+	struct io *io = t->io;
+
+	while (p < q) {
+		const char *lf, *e;
+		size_t n, need;
+
+		if (t->bol) {
+			t->bol = 0;
+			if (*p == '.')
+				io_put(io, ".", 1);
+		}
+		lf = memchr(p, '\n', (size_t)(q - p));
+		e = lf != NULL ? lf : q;
+		if (t->held_cr && (e > p || lf == NULL))
+			io_put(io, "\r", 1);
+		t->held_cr = 0;
+		if (e > p && e[-1] == '\r') {
+			t->held_cr = 1;
+			e--;
+		}
+		n = (size_t)(e - p);
+		need = n + (lf != NULL ? 2 : 0);
+		if (sizeof(io->obuf) - io->olen >= need && !io->failed) {
+			char *o = io->obuf + io->olen;
+
+			memcpy(o, p, n);
+			if (lf != NULL) {
+				o[n] = '\r';
+				o[n + 1] = '\n';
+			}
+			io->olen += need;
+			io->sent += need;
+		} else {
+			io_put(io, p, n);
+			if (lf != NULL)
+				io_put(io, "\r\n", 2);
+		}
+		if (lf == NULL)
+			return;
+		t->held_cr = 0;
+		t->bol = 1;
+		p = lf + 1;
+	}
+}
+
 int
 maildrop_send(struct maildrop *md, size_t i, long lines, struct io *io,
     char *err, size_t errlen)
@@ -286,7 +336,9 @@ maildrop_send(struct maildrop *md, size_t i, long lines, struct io *io,
 			return -1;
 		}
 		off += n;
-		if (send_chunk(&t, buf, buf + n))
+		if (lines < 0)
+			send_all(&t, buf, buf + n);
+		else if (send_chunk(&t, buf, buf + n))
 			break;
 	}
 	if (!t.bol) {                   /* no final newline: supply one */

@@ -17,7 +17,7 @@
 enum { KIND_MBOX, KIND_MAILDIR };
 
 struct msg {
-	off_t start;                    /* mbox: the "From " line */
+	off_t start;                    /* mbox: the "From " line; maildir: delivery time */
 	off_t body;                     /* first octet to send (maildir: 0) */
 	off_t end;                      /* end of the message, before any separator line */
 	uint64_t size;                  /* octets as sent: CRLF line ends, no dot-stuffing */
@@ -27,6 +27,7 @@ struct msg {
 	unsigned char deleted;          /* marked by DELE */
 	unsigned char seen;             /* sent whole by RETR */
 	unsigned char in_new;           /* maildir: in new/, else in cur/ */
+	uint32_t ulen;                  /* maildir: octets of the unique name (in the padding) */
 };
 
 struct maildrop {

@@ -208,24 +208,36 @@ unlock_all(struct maildrop *md)
 /* ---- fingerprint: change detection, not security ---- */
 
 struct fprint {
-	uint64_t h, word, total;
+	uint64_t h[4], word, total;     /* four independent lanes, word i%4 to lane i%4 */
 	unsigned n;                     /* octets gathered in word */
+	unsigned lane;                  /* lane of the next word */
 };
 
 static void
 fp_init(struct fprint *f)
 {
 	memset(f, 0, sizeof(*f));
-	f->h = 0xcbf29ce484222325ULL;
+	f->h[0] = 0xcbf29ce484222325ULL;
+	f->h[1] = 0x84222325cbf29ce4ULL;
+	f->h[2] = 0x9e3779b97f4a7c15ULL;
+	f->h[3] = 0xc2b2ae3d27d4eb4fULL;
 }
 
-/* One 64-bit word: a bijection of h for each word, so any single changed
- * word always changes the result. */
-static void
-fp_mix(struct fprint *f, uint64_t w)
+/* One 64-bit word into one lane: a bijection of the lane for each word, so any
+ * single changed word always changes that lane, and fp_end's bijective chain
+ * over the lanes carries it to the result. */
+static inline uint64_t
+mix1(uint64_t h, uint64_t w)
 {
-	f->h = (f->h ^ w) * 0x100000001b3ULL;
-	f->h ^= f->h >> 29;
+	h = (h ^ w) * 0x100000001b3ULL;
+	return h ^ (h >> 29);
+}
+
+static void
+fp_word(struct fprint *f, uint64_t w)
+{
+	f->h[f->lane] = mix1(f->h[f->lane], w);
+	f->lane = (f->lane + 1) & 3;
 }
 
 static void
@@ -236,16 +248,38 @@ fp_add(struct fprint *f, const char *p, size_t n)
 		f->word |= (uint64_t)(unsigned char)*p++ << (8 * f->n);
 		n--;
 		if (++f->n == 8) {
-			fp_mix(f, f->word);
+			fp_word(f, f->word);
 			f->word = 0;
 			f->n = 0;
 		}
+	}
+	while (n >= 8 && f->lane != 0) {
+		uint64_t w;
+
+		memcpy(&w, p, 8);
+		fp_word(f, w);
+		p += 8;
+		n -= 8;
+	}
+	if (n >= 32) {
+		uint64_t a = f->h[0], b = f->h[1], c = f->h[2], d = f->h[3];
+
+		for (; n >= 32; p += 32, n -= 32) {
+			uint64_t w[4];
+
+			memcpy(w, p, 32);
+			a = mix1(a, w[0]);
+			b = mix1(b, w[1]);
+			c = mix1(c, w[2]);
+			d = mix1(d, w[3]);
+		}
+		f->h[0] = a, f->h[1] = b, f->h[2] = c, f->h[3] = d;
 	}
 	for (; n >= 8; p += 8, n -= 8) {
 		uint64_t w;
 
 		memcpy(&w, p, 8);
-		fp_mix(f, w);
+		fp_word(f, w);
 	}
 	for (; n > 0; n--)
 		f->word |= (uint64_t)(unsigned char)*p++ << (8 * f->n++);
@@ -254,9 +288,13 @@ fp_add(struct fprint *f, const char *p, size_t n)
 static uint64_t
 fp_end(struct fprint *f)
 {
-	fp_mix(f, f->word);
-	fp_mix(f, f->total);
-	return f->h;
+	uint64_t h;
+
+	fp_word(f, f->word);
+	h = mix1(f->h[0], f->h[1]);
+	h = mix1(h, f->h[2]);
+	h = mix1(h, f->h[3]);
+	return mix1(h, f->total);
 }
 
 /* ---- scanning ---- */
@@ -277,6 +315,7 @@ struct line {
 	int lf;                         /* ended by LF (else by the end of the file) */
 	int cr;                         /* last octet before the LF (or of the file) is CR */
 	const char *head;               /* the line's first octets */
+	const char *lfp;                /* its LF in the buffer, if line_begin found it */
 	size_t headlen;                 /* how many: the whole line, or a full buffer */
 };
 
@@ -333,6 +372,7 @@ line_begin(struct scan *s, struct line *l)
 	l->start = s->off + (off_t)s->pos;
 	l->head = s->buf + s->pos;
 	l->headlen = lf != NULL ? (size_t)(lf - l->head) + 1 : s->len - s->pos;
+	l->lfp = lf;
 	return 1;
 }
 
@@ -348,7 +388,7 @@ line_finish(struct scan *s, struct line *l, struct md5 *feed)
 	l->lf = 0;
 	for (;;) {
 		char *p = s->buf + s->pos;
-		char *lf = memchr(p, '\n', s->len - s->pos);
+		char *lf = l->lfp != NULL ? (char *)l->lfp : memchr(p, '\n', s->len - s->pos);
 		size_t n = lf != NULL ? (size_t)(lf - p) : s->len - s->pos;
 
 		if (n > 0) {
@@ -368,6 +408,7 @@ line_finish(struct scan *s, struct line *l, struct md5 *feed)
 			s->pos++;
 			break;
 		}
+		l->lfp = NULL;
 		if (fill(s) <= 0)
 			break;          /* end of file, or an error left in s->error */
 	}
@@ -554,6 +595,26 @@ number_duplicates(struct maildrop *md)
 	return 0;
 }
 
+/* After a non-blank body line: the whole lines buffered up to the next blank
+ * line cannot start a message and are not part of the UIDL digest; they only
+ * count toward the size (each line's octets without LF or CR LF, plus 2). */
+static void
+body_run(struct scan *s, struct parse *p)
+{
+	const char *b = s->buf + s->pos, *end = s->buf + s->len, *q = b, *lf;
+	uint64_t lines = 0, cr = 0;
+
+	while (q < end && (lf = memchr(q, '\n', (size_t)(end - q))) != NULL) {
+		if (lf == q || (lf == q + 1 && *q == '\r'))
+			break;          /* a blank line: separator or content, the slow path decides */
+		lines++;
+		cr += lf[-1] == '\r';
+		q = lf + 1;
+	}
+	p->m->size += (uint64_t)(q - b) + lines - cr;
+	s->pos += (size_t)(q - b);
+}
+
 static int
 scan_mbox(struct maildrop *md, struct scan *s, char *err, size_t errlen)
 {
@@ -584,8 +645,11 @@ scan_mbox(struct maildrop *md, struct scan *s, char *err, size_t errlen)
 			break;
 		if (starts)
 			p.m->body = l.start + (off_t)l.len;
-		else
+		else {
 			message_line_done(&p, &l, blank);
+			if (!blank && !p.in_header && l.lf)
+				body_run(s, &p);
+		}
 	}
 	if (r < 0 || s->error) {
 		snprintf(err, errlen, "%s: read: %s", md->path, strerror(s->error));

@@ -804,11 +804,28 @@ number(const char *arg, int min, int max, int *out)
 	return 0;
 }
 
+/* A group from /etc/group itself (no NSS modules in the session process),
+ * or (gid_t)-1. */
+static gid_t
+system_group(const char *name)
+{
+	struct group *gr;
+	gid_t gid = (gid_t)-1;
+	FILE *f = fopen("/etc/group", "re");
+
+	if (f == NULL)
+		return gid;
+	while (gid == (gid_t)-1 && (gr = fgetgrent(f)) != NULL)
+		if (strcmp(gr->gr_name, name) == 0)
+			gid = gr->gr_gid;
+	fclose(f);
+	return gid;
+}
+
 /* Parse the options; NULL, or what is wrong with them. */
 static const char *
 options(int argc, char **argv, struct session *s, int *no_apop, int *log_stderr)
 {
-	struct group *gr;
 	int c;
 
 	opterr = 0;                     /* getopt must not write to fd 2 */
@@ -828,9 +845,8 @@ options(int argc, char **argv, struct session *s, int *no_apop, int *log_stderr)
 			s->userfile = optarg;
 			break;
 		case 'g':
-			if ((gr = getgrnam(optarg)) == NULL || gr->gr_gid == 0)
-				return "-g: no such group, or group 0";
-			s->group = gr->gr_gid;
+			if ((s->group = system_group(optarg)) == (gid_t)-1 || s->group == 0)
+				return "-g: no such group in /etc/group, or group 0";
 			break;
 		case 'h':
 			usage(stdout);

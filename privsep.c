@@ -55,27 +55,45 @@ safe_dir(int at, const char *name, mode_t mode, char *err, size_t errlen)
 	return fd;
 }
 
+/* A system user, from /etc/passwd itself: no NSS modules loaded into the
+ * monitor (they would stay in the session process's memory). */
+static int
+system_user(const char *name, uid_t *uid, gid_t *gid)
+{
+	struct passwd *pw;
+	FILE *f = fopen("/etc/passwd", "re");
+	int found = 0;
+
+	if (f == NULL)
+		return 0;
+	while (!found && (pw = fgetpwent(f)) != NULL)
+		if (strcmp(pw->pw_name, name) == 0) {
+			*uid = pw->pw_uid;
+			*gid = pw->pw_gid;
+			found = 1;
+		}
+	fclose(f);
+	return found;
+}
+
 int
 privsep_setup(struct prelogin *pl, const char *statedir, const char *user,
     int user_given, char *err, size_t errlen)
 {
-	struct passwd *pw;
-	int dirfd;
+	int dirfd, found;
 
 	memset(pl, 0, sizeof(*pl));
 	pl->rootfd = -1;
 	if (geteuid() != 0)
 		return 0;
-	pw = getpwnam(user);
-	if (pw == NULL && !user_given)
-		pw = getpwnam("nobody");
-	if (pw == NULL || pw->pw_uid == 0 || pw->pw_gid == 0) {
-		snprintf(err, errlen, "pre-login user %s: missing, or uid/gid 0", user);
+	found = system_user(user, &pl->uid, &pl->gid);
+	if (!found && !user_given)
+		found = system_user("nobody", &pl->uid, &pl->gid);
+	if (!found || pl->uid == 0 || pl->gid == 0) {
+		snprintf(err, errlen, "pre-login user %s: not in /etc/passwd, or uid/gid 0", user);
 		return -1;
 	}
 	pl->active = 1;
-	pl->uid = pw->pw_uid;
-	pl->gid = pw->pw_gid;
 	snprintf(pl->root, sizeof(pl->root), "%s/empty", statedir);
 	/* Both directories are opened, then checked, then used through the
 	 * descriptor: nobody can swap them between the check and the chroot. */

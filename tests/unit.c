@@ -561,6 +561,70 @@ test_sizer(void)
 	}
 }
 
+/* The fast paths against the simple ones, on tricky and random messages:
+ * RETR (send_all) and TOP with a huge count (send_chunk) must send the same
+ * octets; the scan's size (body_run) must equal an independent count
+ * (sizer) of the stored message. Lines straddle the 64 KiB read size. */
+static void
+test_fast_paths(void)
+{
+	static const char *pieces[] = {
+		"plain line\n", ".dot\n", "..two dots\n", "crlf line\r\n", "\r\n", "\n",
+		">From quoted\n", "From unquoted\n", "lone\rcr\n", "cr at end\r", "x\0nul\n",
+		"ends in two crs\r\r\n", "8-bit \xe9\xfc\n", ".\n", ".\r\n",
+	};
+	unsigned seed = 12345;
+	size_t cap = 16 << 20, len = 0, i, k, n1, n2;
+	char *data = malloc(cap), *a, *b;
+	struct maildrop md;
+	int bad = 0;
+
+	for (k = 0; k < 24; k++) {              /* 24 messages, sizes 0 to ~200 KiB */
+		size_t target = (k % 4 == 0) ? (size_t)(seed % 200000) : seed % 3000;
+
+		len += (size_t)sprintf(data + len, "From m%zu Mon Jan  1 00:00:00 2024\n"
+		    "Subject: %zu\n\n", k, k);
+		for (size_t body = 0; body < target && len < cap - 100000;) {
+			const char *pc;
+			size_t pl;
+
+			seed = seed * 1103515245 + 12345;
+			pc = pieces[(seed >> 8) % (sizeof(pieces) / sizeof(pieces[0]))];
+			pl = pc == pieces[10] ? 6 : strlen(pc);     /* "x\0nul\n" holds a NUL */
+			memcpy(data + len, pc, pl);
+			len += pl;
+			body += pl;
+			if (seed % 7 == 0) {    /* a long line crossing read boundaries */
+				size_t run = (seed >> 4) % 70000;
+
+				memset(data + len, 'y', run);
+				len += run;
+				body += run;
+				data[len++] = '\n';
+			}
+		}
+		data[len++] = '\n';             /* the separator */
+	}
+	/* ("From " after a random blank line starts a message: 24 or more) */
+	CHECK(load(&md, data, len) == MD_OK && md.count >= 24, "fast-path corpus (%zu)", md.count);
+	for (i = 0; i < md.count; i++) {
+		struct sizer z = { .last = -1 };
+
+		a = sent(&md, i, -1, &n1);              /* RETR: send_all */
+		b = sent(&md, i, 0x7fffffffL, &n2);     /* TOP n huge: send_chunk */
+		if (n1 != n2 || memcmp(a, b, n1) != 0)
+			bad++;
+		sizer_add(&z, data + md.msgs[i].body, (size_t)(md.msgs[i].end - md.msgs[i].body));
+		if (sizer_size(&z) != md.msgs[i].size)
+			bad += 100;
+		free(a);
+		free(b);
+	}
+	CHECK(bad == 0, "fast and simple paths agree on every message (%d)", bad);
+	maildrop_close(&md);
+	free(data);
+}
+
 int
 main(void)
 {
@@ -580,6 +644,7 @@ main(void)
 	test_update();
 	test_sizer();
 	test_maildir();
+	test_fast_paths();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 	if (system(cmd) != 0)
 		printf("could not remove %s\n", tmpdir);
