@@ -229,7 +229,14 @@ fp_init(struct fprint *f)
 static inline uint64_t
 mix1(uint64_t h, uint64_t w)
 {
-	h = (h ^ w) * 0x100000001b3ULL;
+	return (h ^ w) * 0x100000001b3ULL;     /* odd multiplier: a bijection */
+}
+
+/* The lanes' final fold, with a shift so high bits reach low ones. */
+static inline uint64_t
+fold(uint64_t h, uint64_t w)
+{
+	h = mix1(h, w);
 	return h ^ (h >> 29);
 }
 
@@ -291,10 +298,10 @@ fp_end(struct fprint *f)
 	uint64_t h;
 
 	fp_word(f, f->word);
-	h = mix1(f->h[0], f->h[1]);
-	h = mix1(h, f->h[2]);
-	h = mix1(h, f->h[3]);
-	return mix1(h, f->total);
+	h = fold(f->h[0], f->h[1]);
+	h = fold(h, f->h[2]);
+	h = fold(h, f->h[3]);
+	return fold(h, f->total);
 }
 
 /* ---- scanning ---- */
