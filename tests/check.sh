@@ -15,7 +15,8 @@
 #       tests/demo.py (make demo, fetched with curl and poplib)
 #   3c. tests/faults.py (disk full, injected I/O errors) and tests/crash.py
 #       (SIGKILL during UPDATE, short mode; `make check-slow` runs --long)
-#   4. as root: tests/run.py once more as an unprivileged user (uid/gid 65534)
+#   4. as root: tests/run.py and tests/security.py once more as an unprivileged
+#      user (uid/gid 65534)
 #   5. a closing line "N passed, N failed"; exit status 1 if anything failed.
 #
 # $POP3D overrides the server binary (default ./pop3d, ./pop3d-asan with --asan).
@@ -211,6 +212,10 @@ if [ "$(id -u)" -eq 0 ]; then
 	(cd / && timeout 900 setpriv --reuid=65534 --regid=65534 --clear-groups \
 		env -i "${envs[@]}" /usr/bin/python3 "$U/run.py") 2>&1 | tee "$WORK/run-unpriv.log"
 	add_counts run.py-unprivileged "$WORK/run-unpriv.log" "${PIPESTATUS[0]}"
+	say "# security tests as an unprivileged user (uid/gid 65534)"
+	(cd / && timeout 300 setpriv --reuid=65534 --regid=65534 --clear-groups \
+		env -i "${envs[@]}" /usr/bin/python3 "$U/security.py") 2>&1 | tee "$WORK/security-unpriv.log"
+	add_counts security.py-unprivileged "$WORK/security-unpriv.log" "${PIPESTATUS[0]}"
 fi
 
 # ---------------------------------------------------------------- 5. summary
