@@ -25,7 +25,9 @@
 #define MAX_AUTH_FAILURES 3                     /* failed logins before the connection closes */
 #define MAX_BAD_AUTH 3                          /* consecutive bad commands before login */
 #define MAX_BAD_COMMANDS 10                     /* consecutive bad commands after login */
-#define MAX_PRELOGIN_SECONDS 300                /* a connection's whole time before login */
+#ifndef MAX_PRELOGIN_SECONDS
+#define MAX_PRELOGIN_SECONDS 300                /* a connection's whole time before login (or -T) */
+#endif
 #define MAX_NAME 64                             /* octets of a user name */
 #define APOP_DIGEST_LEN 32                      /* hex digits of an APOP digest */
 
@@ -39,7 +41,7 @@
 #define MAX_PATH 4096                           /* octets of a maildrop path */
 
 /* Maildrops. */
-#ifndef MAX_MESSAGES                            /* (both overridable with -D at build time) */
+#ifndef MAX_MESSAGES                            /* (these three overridable with -D at build) */
 #define MAX_MESSAGES 1000000                    /* messages one maildrop may hold */
 #endif
 #ifndef MAX_MAILDROP_BYTES

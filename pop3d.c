@@ -348,7 +348,7 @@ monitor(struct session *s, int chan, pid_t child)
 	/* Log for the pre-login process, which cannot. */
 	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
 		syslog(LOG_NOTICE, "timeout user=- rhost=%s limit=%ds", s->rhost,
-		    MAX_PRELOGIN_SECONDS);
+		    s->io.timeout > MAX_PRELOGIN_SECONDS ? s->io.timeout : MAX_PRELOGIN_SECONDS);
 	else if (WIFEXITED(status) && WEXITSTATUS(status) == END_TIMEOUT)
 		syslog(LOG_NOTICE, "timeout user=- rhost=%s", s->rhost);
 	else if (WIFEXITED(status) && WEXITSTATUS(status) == END_BAD)
@@ -952,7 +952,8 @@ main(int argc, char **argv)
 		 * without syslog, for at most MAX_PRELOGIN_SECONDS. */
 		s->chan = chan;
 		closelog();
-		alarm(MAX_PRELOGIN_SECONDS);
+		alarm((unsigned)(s->io.timeout > MAX_PRELOGIN_SECONDS ? s->io.timeout :
+		    MAX_PRELOGIN_SECONDS));
 		explicit_bzero(s->auth.dummy, sizeof(s->auth.dummy));
 		if (s->stamp[0] != '\0')
 			reply(s, "+OK pop3d ready %s", s->stamp);

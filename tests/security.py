@@ -55,6 +55,7 @@ RE_LOGIN = R.RE_LOGIN
 GARBAGE_SEED = int(os.environ.get("GARBAGE_SEED", "20251127"))   # fixed: deterministic
 LIMIT_MESSAGES = 5
 LIMIT_BYTES = 10000
+LIMIT_PRELOGIN = 3
 
 
 def children(pid):
@@ -691,6 +692,36 @@ class FileSafety(Base):
                 self.assertTrue(st.startswith("-ERR [SYS/PERM]"), st)
                 self.assertRegex(err, r"error user=alice .*MAX_MAILDROP_BYTES")
 
+    def test_limits_prelogin_total_time(self):
+        """A client that keeps sending CAPA, never idle for -T, is still cut
+        off MAX_PRELOGIN_SECONDS after it connected, and the monitor logs it."""
+        binary = self.limits_binary()
+        self.alice()
+        p = subprocess.Popen(self.argv_for(binary, ["-e", "-T", "2"]), stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        t0 = time.monotonic()
+        closed = None
+        try:
+            while time.monotonic() - t0 < LIMIT_PRELOGIN + 5:
+                try:
+                    p.stdin.write(b"CAPA\r\n")
+                    p.stdin.flush()
+                except BrokenPipeError:
+                    closed = time.monotonic() - t0
+                    break
+                if p.poll() is not None:
+                    closed = time.monotonic() - t0
+                    break
+                time.sleep(0.5)
+        finally:
+            if p.poll() is None:
+                p.kill()
+            _, err = p.communicate(timeout=10)
+        self.assertIsNotNone(closed, "still connected after %d s of CAPA" % (LIMIT_PRELOGIN + 5))
+        self.assertGreater(closed, LIMIT_PRELOGIN - 0.5)
+        self.assertRegex(err.decode("latin-1"), r"timeout user=- rhost=\S+ limit=%ds" % LIMIT_PRELOGIN)
+        self.assertEqual(p.returncode, 1)
+
 
 # ====================================================================== 7. garbage
 
@@ -998,8 +1029,9 @@ def main():
         return 1
     if any(R.test_name(t).startswith("FileSafety.limits") for t in tests) and \
             os.path.isfile(os.path.join(REPO, "Makefile")):
-        LIMITS_BUILD = VariantBuild("-DMAX_MESSAGES=%d -DMAX_MAILDROP_BYTES=%d"
-                                    % (LIMIT_MESSAGES, LIMIT_BYTES))
+        LIMITS_BUILD = VariantBuild("-DMAX_MESSAGES=%d -DMAX_MAILDROP_BYTES=%d "
+                                    "-DMAX_PRELOGIN_SECONDS=%d"
+                                    % (LIMIT_MESSAGES, LIMIT_BYTES, LIMIT_PRELOGIN))
     res = R.Result()
     t0 = time.monotonic()
     try:
