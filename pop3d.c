@@ -11,6 +11,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -138,6 +139,36 @@ args_ok(struct session *s, int argc, int min, int max)
 }
 
 /* ---- AUTHORIZATION ---- */
+
+static double
+elapsed(const struct session *s)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - s->started.tv_sec) +
+	    (double)(now.tv_nsec - s->started.tv_nsec) / 1e9;
+}
+
+/* Seconds a connection has to log in (the pre-login process's alarm). */
+static int
+prelogin_limit(const struct session *s)
+{
+	return s->io.timeout > MAX_PRELOGIN_SECONDS ? s->io.timeout : MAX_PRELOGIN_SECONDS;
+}
+
+/* 1 when the channel has a request or was closed within ms, else 0. */
+static int
+wait_chan(int chan, int ms)
+{
+	struct pollfd p = { .fd = chan, .events = POLLIN };
+	int r;
+
+	do
+		r = poll(&p, 1, ms);
+	while (r < 0 && errno == EINTR);
+	return r != 0;
+}
 
 static int
 fatal(struct session *s, const char *code, const char *err)
@@ -314,9 +345,18 @@ static int
 monitor(struct session *s, int chan, pid_t child)
 {
 	struct authreq req;
-	int r, limit = 0, status = 0, in = 0;
+	int r, left, limit = 0, status = 0, in = 0;
 
 	for (;;) {
+		/* The child's own alarm ends it in time; should it no longer
+		 * (subverted), the monitor does, a little later. */
+		left = (int)((prelogin_limit(s) + 5 - elapsed(s)) * 1000);
+		if (left <= 0 || !wait_chan(chan, left)) {
+			syslog(LOG_WARNING, "error privsep: pre-login process outstayed its time "
+			    "limit rhost=%s", s->rhost);
+			kill(child, SIGKILL);
+			break;
+		}
 		r = privsep_receive(chan, &req);
 		if (r == 1)
 			r = verify(s, &req, &limit);
@@ -337,8 +377,13 @@ monitor(struct session *s, int chan, pid_t child)
 			in = 1;
 		}
 		explicit_bzero(&req, sizeof(req));
-		if (r != AUTH_FAIL || limit)
+		if (r != AUTH_FAIL || limit) {
+			/* It exits at once on success, or after its last -ERR;
+			 * one that lingers (subverted) is ended. */
+			if (!wait_chan(chan, 5000))
+				kill(child, SIGKILL);
 			break;
+		}
 	}
 	close(chan);
 	while (waitpid(child, &status, 0) < 0 && errno == EINTR)
@@ -347,8 +392,7 @@ monitor(struct session *s, int chan, pid_t child)
 		return login(s);
 	/* Log for the pre-login process, which cannot. */
 	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
-		syslog(LOG_NOTICE, "timeout user=- rhost=%s limit=%ds", s->rhost,
-		    s->io.timeout > MAX_PRELOGIN_SECONDS ? s->io.timeout : MAX_PRELOGIN_SECONDS);
+		syslog(LOG_NOTICE, "timeout user=- rhost=%s limit=%ds", s->rhost, prelogin_limit(s));
 	else if (WIFEXITED(status) && WEXITSTATUS(status) == END_TIMEOUT)
 		syslog(LOG_NOTICE, "timeout user=- rhost=%s", s->rhost);
 	else if (WIFEXITED(status) && WEXITSTATUS(status) == END_BAD)
@@ -376,16 +420,6 @@ cmd_capa(struct session *s, int argc, char **argv)
 	reply(s, "IMPLEMENTATION pop3d");
 	reply(s, ".");
 	return GO_ON;
-}
-
-static double
-elapsed(const struct session *s)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - s->started.tv_sec) +
-	    (double)(now.tv_nsec - s->started.tv_nsec) / 1e9;
 }
 
 static int
@@ -952,8 +986,7 @@ main(int argc, char **argv)
 		 * without syslog, for at most MAX_PRELOGIN_SECONDS. */
 		s->chan = chan;
 		closelog();
-		alarm((unsigned)(s->io.timeout > MAX_PRELOGIN_SECONDS ? s->io.timeout :
-		    MAX_PRELOGIN_SECONDS));
+		alarm((unsigned)prelogin_limit(s));
 		explicit_bzero(s->auth.dummy, sizeof(s->auth.dummy));
 		if (s->stamp[0] != '\0')
 			reply(s, "+OK pop3d ready %s", s->stamp);

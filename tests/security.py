@@ -722,6 +722,29 @@ class FileSafety(Base):
         self.assertRegex(err.decode("latin-1"), r"timeout user=- rhost=\S+ limit=%ds" % LIMIT_PRELOGIN)
         self.assertEqual(p.returncode, 1)
 
+    def test_limits_prelogin_monitor_enforces(self):
+        """A pre-login process that no longer ends itself (stopped here, as a
+        subverted one might ignore its alarm) is killed by the monitor a few
+        seconds after MAX_PRELOGIN_SECONDS, and the monitor exits."""
+        binary = self.limits_binary()
+        self.alice()
+        p = subprocess.Popen(self.argv_for(binary, ["-e", "-T", "2"]), stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            kids = wait_for(lambda: children(p.pid), timeout=3)
+            self.assertEqual(len(kids or []), 1, "no pre-login process")
+            os.kill(kids[0], signal.SIGSTOP)
+            t0 = time.monotonic()
+            rc = p.wait(timeout=LIMIT_PRELOGIN + 15)
+            waited = time.monotonic() - t0
+        finally:
+            if p.poll() is None:
+                p.kill()
+            _, err = p.communicate(timeout=10)
+        self.assertEqual(rc, 1)
+        self.assertLess(waited, LIMIT_PRELOGIN + 10)
+        self.assertRegex(err.decode("latin-1"), r"pre-login process outstayed its time limit")
+
 
 # ====================================================================== 7. garbage
 
