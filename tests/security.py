@@ -987,7 +987,9 @@ class Valgrind(Base):
     def test_full_session_memcheck(self):
         if not shutil.which("valgrind"):
             self.fail("valgrind not installed: scripts/deps.sh should install it")
-        if "asan" in os.path.basename(POP3D):
+        with open(POP3D, "rb") as f:    # by content: check.sh may copy it under another name
+            asan = b"__asan_init" in f.read()
+        if asan:
             self.skipTest("valgrind cannot run an ASan build")
         raws = R.simple_raws(3)
         mbox = self.e.mbox_path("alice")
