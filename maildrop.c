@@ -47,6 +47,7 @@ maildrop_close(struct maildrop *md)
 		close(md->lockfd);
 	free(md->msgs);
 	free(md->names);
+	free(md->buf);
 	maildrop_init(md);
 }
 
@@ -318,11 +319,16 @@ maildrop_send(struct maildrop *md, size_t i, long lines, struct io *io,
 {
 	const struct msg *m = &md->msgs[i];
 	struct sender t = { .io = io, .bol = 1, .in_header = 1, .lines = lines };
-	char buf[MBOX_READ_SIZE];
 	off_t off = m->body;
+	char *buf;
 
+	if (md->buf == NULL && (md->buf = malloc(MBOX_READ_SIZE)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	buf = md->buf;
 	while (off < m->end && !io->failed) {
-		size_t want = sizeof(buf);
+		size_t want = MBOX_READ_SIZE;
 		ssize_t n;
 
 		if ((off_t)want > m->end - off)

@@ -46,6 +46,8 @@ struct maildrop {
 	char *names;                    /* maildir: NUL-terminated file names */
 	size_t names_len, names_cap;
 	size_t not_removed;             /* after a failed update: deletions not done */
+	char *buf;                      /* MBOX_READ_SIZE octets for sending, from the heap:
+	                                 * it reuses the pages the load just freed */
 };
 
 /* Results; the session maps them to replies and response codes. */
