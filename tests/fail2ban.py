@@ -271,11 +271,7 @@ def main():
     res = run.Result()
     for t in tests:
         t.run(res)
-    failed = len(res.failed_names)
-    if failed:
-        print("# failed: %s" % " ".join(res.failed_names))
-    print("%d passed, %d failed" % (res.passed, failed))
-    return 1 if failed else 0
+    return res.summary()
 
 
 if __name__ == "__main__":

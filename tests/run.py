@@ -1279,15 +1279,7 @@ class Locks:
         a = self.login()
         self.assertOk(a.cmd("DELE 1"))
         self.assertOk(a.cmd("DELE 2"))
-        tree = proc_tree(a.proc.pid)
-        for pid in tree:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        a.proc.wait(timeout=5)
-        wait_for(lambda: all(proc_status(p).get("State", ["Z"])[0] == "Z"
-                             for p in tree[1:]), timeout=3)
+        kill_session(a.proc)
         b = self.e.session()
         t0 = time.monotonic()
         b.login("alice", PW)
@@ -1929,15 +1921,7 @@ class Maildir(Base):
         self.assertEqual([n for n in os.listdir(self.e.lockdir) if n.endswith(".lock")], [],
                          "a Maildir's lock is not in the lock directory")
         # kill -9 of the whole session: no stale lock, nothing changed
-        tree = proc_tree(a.proc.pid)
-        for pid in tree:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        a.proc.wait(timeout=5)
-        wait_for(lambda: all(proc_status(p).get("State", ["Z"])[0] == "Z"
-                             for p in tree[1:]), timeout=3)
+        kill_session(a.proc)
         self.assertEqual(box.snapshot(), before)
         c = self.e.session()
         t0 = time.monotonic()
@@ -2386,7 +2370,34 @@ class RealClients:
 
 # ====================================================================== runner
 
+def kill_session(proc):
+    """SIGKILL a pop3d and every process of its session; wait until they are
+    all dead (zombies at most)."""
+    tree = proc_tree(proc.pid)
+    for pid in tree:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    proc.wait(timeout=5)
+    wait_for(lambda: all(proc_status(p).get("State", ["Z"])[0] == "Z" for p in tree[1:]),
+             timeout=3)
+
+
 class Result(unittest.TestResult):
+
+    def summary(self, seconds=None):
+        """Print the failed tests, the time and the closing line
+        "N passed, N failed[, N skipped]"; the exit status to return."""
+        if self.failed_names:
+            print("# failed: %s" % " ".join(self.failed_names))
+        if seconds is not None:
+            print("# %.1f s" % seconds)
+        line = "%d passed, %d failed" % (self.passed, len(self.failed_names))
+        if self.skipped_n:
+            line += ", %d skipped" % self.skipped_n
+        print(line)
+        return 1 if self.failed_names else 0
 
     def __init__(self):
         super().__init__()
@@ -2507,16 +2518,7 @@ def main():
                 t.doCleanups()
             except Exception:
                 pass
-    dt = time.monotonic() - t0
-    failed = len(res.failed_names)
-    if failed:
-        print("# failed: %s" % " ".join(res.failed_names))
-    print("# %.1f s" % dt)
-    line = "%d passed, %d failed" % (res.passed, failed)
-    if res.skipped_n:
-        line += ", %d skipped" % res.skipped_n
-    print(line)
-    return 1 if failed else 0
+    return res.summary(time.monotonic() - t0)
 
 
 if __name__ == "__main__":

@@ -1072,15 +1072,7 @@ def main():
     finally:
         if LIMITS_BUILD:
             LIMITS_BUILD.cleanup()
-    failed = len(res.failed_names)
-    if failed:
-        print("# failed: %s" % " ".join(res.failed_names))
-    print("# %.1f s" % (time.monotonic() - t0))
-    line = "%d passed, %d failed" % (res.passed, failed)
-    if res.skipped_n:
-        line += ", %d skipped" % res.skipped_n
-    print(line)
-    return 1 if failed else 0
+    return res.summary(time.monotonic() - t0)
 
 
 if __name__ == "__main__":
