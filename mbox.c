@@ -1059,13 +1059,13 @@ update_locked(struct maildrop *md, char *err, size_t errlen)
 		/* Do now what the next login would: the journal and the file
 		 * tell recover() whether to finish or undo, in every phase. */
 		if (recover(md, &done, why, sizeof(why)) != MD_OK)
-			syslog(LOG_ERR, "%s; the next login recovers from the journal", why);
+			syslog(LOG_ERR, "error %s; the next login recovers from the journal", why);
 		else if (done)
 			md->not_removed = 0;    /* removed, but not known to be on disk */
 		return MD_TEMP;
 	}
 	if (journal_clear(md->lockfd) < 0)
-		syslog(LOG_WARNING, "%s: emptying the journal: %s (recovery will finish it)",
+		syslog(LOG_WARNING, "warning %s: emptying the journal: %s (recovery will finish it)",
 		    md->path, strerror(errno));
 	return MD_OK;
 }
