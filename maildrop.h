@@ -38,7 +38,7 @@ struct maildrop {
 	int msgfd;                      /* the message being sent */
 	struct stat st;                 /* mbox: the file when loaded */
 	struct stat vst;                /* mbox: the file when last found unchanged */
-	uint64_t hash;                  /* mbox: fingerprint of the octets loaded */
+	uint64_t hash[2];               /* mbox: fingerprint of the octets loaded */
 	int dotlock;                    /* mbox: take <mbox>.lock too (default) */
 	int dotlocked;                  /* mbox: holding it now */
 	size_t count;                   /* messages, deleted ones included */

@@ -45,6 +45,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#if defined(__SSE2__) && defined(__x86_64__) && !defined(MBOX_PORTABLE_SCAN)
+#define SCAN_SSE2                       /* the body scan's 16-octet compares */
+#include <emmintrin.h>
+#endif
+
 #include "maildrop.h"
 #include "md5.h"
 
@@ -207,8 +212,12 @@ unlock_all(struct maildrop *md)
 
 /* ---- fingerprint: change detection, not security ---- */
 
+/* The octets as 64-bit words, word i into lane i%4 of two Fletcher-style
+ * sums: a, the words' sum, which any single changed word always changes, and
+ * b, the sum of the running sums, which also sees words moved or swapped. */
 struct fprint {
-	uint64_t h[4], word, total;     /* four independent lanes, word i%4 to lane i%4 */
+	uint64_t a[4], b[4];
+	uint64_t word, total;
 	unsigned n;                     /* octets gathered in word */
 	unsigned lane;                  /* lane of the next word */
 };
@@ -217,33 +226,13 @@ static void
 fp_init(struct fprint *f)
 {
 	memset(f, 0, sizeof(*f));
-	f->h[0] = 0xcbf29ce484222325ULL;
-	f->h[1] = 0x84222325cbf29ce4ULL;
-	f->h[2] = 0x9e3779b97f4a7c15ULL;
-	f->h[3] = 0xc2b2ae3d27d4eb4fULL;
-}
-
-/* One 64-bit word into one lane: a bijection of the lane for each word, so any
- * single changed word always changes that lane, and fp_end's bijective chain
- * over the lanes carries it to the result. */
-static inline uint64_t
-mix1(uint64_t h, uint64_t w)
-{
-	return (h ^ w) * 0x100000001b3ULL;     /* odd multiplier: a bijection */
-}
-
-/* The lanes' final fold, with a shift so high bits reach low ones. */
-static inline uint64_t
-fold(uint64_t h, uint64_t w)
-{
-	h = mix1(h, w);
-	return h ^ (h >> 29);
 }
 
 static void
 fp_word(struct fprint *f, uint64_t w)
 {
-	f->h[f->lane] = mix1(f->h[f->lane], w);
+	f->a[f->lane] += w;
+	f->b[f->lane] += f->a[f->lane];
 	f->lane = (f->lane + 1) & 3;
 }
 
@@ -269,18 +258,20 @@ fp_add(struct fprint *f, const char *p, size_t n)
 		n -= 8;
 	}
 	if (n >= 32) {
-		uint64_t a = f->h[0], b = f->h[1], c = f->h[2], d = f->h[3];
+		uint64_t a0 = f->a[0], a1 = f->a[1], a2 = f->a[2], a3 = f->a[3];
+		uint64_t b0 = f->b[0], b1 = f->b[1], b2 = f->b[2], b3 = f->b[3];
 
 		for (; n >= 32; p += 32, n -= 32) {
 			uint64_t w[4];
 
 			memcpy(w, p, 32);
-			a = mix1(a, w[0]);
-			b = mix1(b, w[1]);
-			c = mix1(c, w[2]);
-			d = mix1(d, w[3]);
+			b0 += a0 += w[0];
+			b1 += a1 += w[1];
+			b2 += a2 += w[2];
+			b3 += a3 += w[3];
 		}
-		f->h[0] = a, f->h[1] = b, f->h[2] = c, f->h[3] = d;
+		f->a[0] = a0, f->a[1] = a1, f->a[2] = a2, f->a[3] = a3;
+		f->b[0] = b0, f->b[1] = b1, f->b[2] = b2, f->b[3] = b3;
 	}
 	for (; n >= 8; p += 8, n -= 8) {
 		uint64_t w;
@@ -292,16 +283,23 @@ fp_add(struct fprint *f, const char *p, size_t n)
 		f->word |= (uint64_t)(unsigned char)*p++ << (8 * f->n++);
 }
 
-static uint64_t
-fp_end(struct fprint *f)
+/* One value into a chain: a bijection of h for each v and of v for each h,
+ * so a change in any one value changes the result. */
+static inline uint64_t
+fold(uint64_t h, uint64_t v)
 {
-	uint64_t h;
+	h = (h ^ v) * 0x100000001b3ULL;        /* odd multiplier: a bijection */
+	return h ^ (h >> 29);
+}
 
+/* The two results: of the sums a (and the length), and of the sums b. */
+static void
+fp_end(struct fprint *f, uint64_t out[2])
+{
 	fp_word(f, f->word);
-	h = fold(f->h[0], f->h[1]);
-	h = fold(h, f->h[2]);
-	h = fold(h, f->h[3]);
-	return fold(h, f->total);
+	out[0] = fold(fold(fold(fold(fold(0xcbf29ce484222325ULL, f->a[0]), f->a[1]), f->a[2]),
+	    f->a[3]), f->total);
+	out[1] = fold(fold(fold(fold(0x9e3779b97f4a7c15ULL, f->b[0]), f->b[1]), f->b[2]), f->b[3]);
 }
 
 /* ---- scanning ---- */
@@ -602,23 +600,157 @@ number_duplicates(struct maildrop *md)
 	return 0;
 }
 
+/* ---- the body scan: 64 octets at a time ---- */
+
+/* LFs are counted as blocks are matched: on SSE2 in per-octet-lane counters
+ * (a compare's true is -1), added up every 255/4 blocks. */
+struct lfcount {
+	uint64_t n;
+#ifdef SCAN_SSE2
+	__m128i lanes;
+	unsigned blocks;                /* in lanes */
+#endif
+};
+
+static inline unsigned
+ones64(uint64_t x)
+{
+	x -= (x >> 1) & 0x5555555555555555ULL;
+	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (unsigned)((x * 0x0101010101010101ULL) >> 56);
+}
+
+static uint64_t
+lf_total(struct lfcount *c)
+{
+#ifdef SCAN_SSE2
+	__m128i sums = _mm_sad_epu8(c->lanes, _mm_setzero_si128());    /* two 64-bit sums */
+
+	c->n += (uint64_t)_mm_cvtsi128_si64(sums) +
+	    (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(sums, sums));
+	c->lanes = _mm_setzero_si128();
+	c->blocks = 0;
+#endif
+	return c->n;
+}
+
+/* The LFs of the 64 octets at p: bit i set when p[i] is LF; and counted. */
+static inline uint64_t
+lf64(const char *p, struct lfcount *c)
+{
+#ifdef SCAN_SSE2
+	const __m128i lf = _mm_set1_epi8('\n');
+	__m128i e0, e1, e2, e3;
+
+#define EQ(i) _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + 16 * (i))), lf)
+	e0 = EQ(0), e1 = EQ(1), e2 = EQ(2), e3 = EQ(3);
+#undef EQ
+	c->lanes = _mm_sub_epi8(c->lanes, _mm_add_epi8(_mm_add_epi8(e0, e1), _mm_add_epi8(e2, e3)));
+	if (++c->blocks == 255 / 4)
+		lf_total(c);
+	return (uint64_t)(uint16_t)_mm_movemask_epi8(e0) |
+	    (uint64_t)(uint16_t)_mm_movemask_epi8(e1) << 16 |
+	    (uint64_t)(uint16_t)_mm_movemask_epi8(e2) << 32 |
+	    (uint64_t)(uint16_t)_mm_movemask_epi8(e3) << 48;
+#else
+	const uint64_t low7 = 0x7f7f7f7f7f7f7f7fULL;
+	uint64_t m = 0;
+
+	for (int i = 0; i < 8; i++) {
+		uint64_t x;
+
+		memcpy(&x, p + 8 * i, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+		x = __builtin_bswap64(x);               /* octet j at bits 8j..8j+7 */
+#endif
+		x ^= 0x0a0a0a0a0a0a0a0aULL;             /* LF octets become zero */
+		x = ~(((x & low7) + low7) | x | low7);  /* 0x80 in each zero octet */
+		m |= ((x >> 7) * 0x0102040810204080ULL >> 56) << (8 * i);
+	}
+	c->n += ones64(m);
+	return m;
+#endif
+}
+
+/* The first blank line that starts in the 64-octet block at p, given the LF
+ * mask of the block and whether the two octets before it are LF: its offset
+ * in the block (-1: the block's first octet is the LF of a CR LF line that
+ * starts just before it), or 64 when there is none. */
+static inline int
+first_blank(const char *p, uint64_t lf, uint64_t lf1, uint64_t lf2)
+{
+	uint64_t starts = lf << 1 | lf1;                /* the octets that start a line */
+	uint64_t lflf = lf & starts;                    /* LF at a line start */
+	uint64_t maybe = lf & ~starts & (lf << 2 | lf1 << 1 | lf2);     /* LF ? LF */
+	int first = lflf != 0 ? __builtin_ctzll(lflf) : 64;
+
+	for (; maybe != 0; maybe &= maybe - 1) {        /* is the ? a CR? */
+		int i = __builtin_ctzll(maybe);
+
+		if (i - 1 >= first)
+			break;
+		if (p[i - 1] == '\r')
+			return i - 1;
+	}
+	return first;
+}
+
+/* A blank line ends a body run when a From_ line follows it, or when what
+ * follows is not buffered yet: the line-by-line path decides that. */
+static int
+run_ends(const char *next, const char *end)
+{
+	return end - next < 5 || memcmp(next, "From ", 5) == 0;
+}
+
 /* After a non-blank body line: the whole lines buffered up to the next blank
- * line cannot start a message and are not part of the UIDL digest; they only
- * count toward the size (each line's octets without LF or CR LF, plus 2). */
+ * line followed by a From_ line cannot start a message and are not part of
+ * the UIDL digest; they only count toward the size, which is their octets
+ * plus one for each LF without a CR before it. Whole 64-octet blocks are
+ * searched for LF at once, a blank line being an LF at a line start or CR LF
+ * at one; the last partial block, and a run that ends in a long line, go
+ * line by line. */
 static void
 body_run(struct scan *s, struct parse *p)
 {
-	const char *b = s->buf + s->pos, *end = s->buf + s->len, *q = b, *lf;
-	uint64_t lines = 0, cr = 0;
+	const char *b = s->buf + s->pos, *end = s->buf + s->len, *blk, *q, *lf, *cr;
+	uint64_t lf1 = 1, lf2 = 0;              /* the octets before blk: blk[-1] is LF */
+	struct lfcount lfs = { 0 };
 
+	for (blk = b; end - blk >= 64;) {
+		uint64_t L = lf64(blk, &lfs);
+		int blank = first_blank(blk, L, lf1, lf2);
+		const char *bl = blk + blank, *next;
+
+		if (blank == 64) {
+			lf2 = L >> 62 & 1;
+			lf1 = L >> 63;
+			blk += 64;
+			continue;
+		}
+		next = bl + (*bl == '\r' ? 2 : 1);
+		if (run_ends(next, end)) {      /* uncount the LFs from the blank line on */
+			lfs.n -= ones64(blank > 0 ? L >> blank : L);
+			q = bl;
+			goto count;
+		}
+		lfs.n -= ones64(L >> (next - blk - 1) >> 1);    /* (next - blk may be 64) */
+		lf2 = *bl == '\n';              /* the blank line is content */
+		lf1 = 1;
+		blk = next;
+	}
+	q = (lf = memrchr(b, '\n', (size_t)(blk - b))) != NULL ? lf + 1 : b;
 	while (q < end && (lf = memchr(q, '\n', (size_t)(end - q))) != NULL) {
-		if (lf == q || (lf == q + 1 && *q == '\r'))
-			break;          /* a blank line: separator or content, the slow path decides */
-		lines++;
-		cr += lf[-1] == '\r';
+		if ((lf == q || (lf == q + 1 && *q == '\r')) && run_ends(lf + 1, end))
+			break;
+		lfs.n++;
 		q = lf + 1;
 	}
-	p->m->size += (uint64_t)(q - b) + lines - cr;
+count:
+	for (cr = b; (cr = memchr(cr, '\r', (size_t)(q - cr))) != NULL; cr++)
+		lfs.n -= cr[1] == '\n'; /* (cr < q, and q is after an LF) */
+	p->m->size += (uint64_t)(q - b) + lf_total(&lfs);
 	s->pos += (size_t)(q - b);
 }
 
@@ -921,7 +1053,7 @@ mbox_load(struct maildrop *md, char *err, size_t errlen)
 		s->limit = md->st.st_size;
 		fp_init(&s->fp);
 		r = scan_mbox(md, s, err, errlen);
-		md->hash = fp_end(&s->fp);
+		fp_end(&s->fp, md->hash);
 		md->vst = md->st;
 	}
 	free(s);
@@ -931,26 +1063,25 @@ mbox_load(struct maildrop *md, char *err, size_t errlen)
 
 /* ---- outside changes ---- */
 
-static uint64_t
-fingerprint(int fd, off_t len, int *error)
+/* The fingerprint of the first len octets; 0, or -1 on a read error. */
+static int
+fingerprint(int fd, off_t len, uint64_t out[2])
 {
 	char buf[MBOX_READ_SIZE];
 	struct fprint f;
 	off_t off = 0;
 
 	fp_init(&f);
-	*error = 0;
 	while (off < len) {
 		size_t n = len - off < (off_t)sizeof(buf) ? (size_t)(len - off) : sizeof(buf);
 
-		if (pread_all(fd, buf, n, off) < 0) {
-			*error = 1;
-			break;
-		}
+		if (pread_all(fd, buf, n, off) < 0)
+			return -1;
 		fp_add(&f, buf, n);
 		off += (off_t)n;
 	}
-	return fp_end(&f);
+	fp_end(&f, out);
+	return 0;
 }
 
 /* Is the mbox still what was loaded, or that with mail appended? */
@@ -958,7 +1089,7 @@ int
 mbox_verify(struct maildrop *md, char *err, size_t errlen)
 {
 	struct stat st, now;
-	int error;
+	uint64_t fp[2];
 
 	if (fstat(md->fd, &st) < 0)
 		goto changed;
@@ -969,7 +1100,8 @@ mbox_verify(struct maildrop *md, char *err, size_t errlen)
 	if (st.st_size == md->vst.st_size && st.st_mtim.tv_sec == md->vst.st_mtim.tv_sec &&
 	    st.st_mtim.tv_nsec == md->vst.st_mtim.tv_nsec)
 		return MD_OK;
-	if (fingerprint(md->fd, md->st.st_size, &error) != md->hash || error)
+	if (fingerprint(md->fd, md->st.st_size, fp) < 0 || fp[0] != md->hash[0] ||
+	    fp[1] != md->hash[1])
 		goto changed;
 	md->vst = st;                   /* an append: fine, and checked once */
 	return MD_OK;

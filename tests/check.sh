@@ -139,6 +139,12 @@ if [ "$ASAN" = no ]; then
 		fail build.clang-Werror "clang not installed"
 	fi
 	build_check systemd-no SYSTEMD=no CFLAGS_EXTRA=-Werror
+	# the mbox body scan without SSE2 (as on other CPUs): its unit tests too
+	build_check portable-scan "CFLAGS_EXTRA=-Werror -DMBOX_PORTABLE_SCAN"
+	if [ -x "$WORK/build-portable-scan/tests/unit" ]; then
+		timeout 300 "$WORK/build-portable-scan/tests/unit" >"$WORK/unit-portable.log" 2>&1
+		add_counts unit-portable "$WORK/unit-portable.log" "$?"
+	fi
 fi
 
 # ---------------------------------------------------------------- 3. integration tests

@@ -625,6 +625,46 @@ test_fast_paths(void)
 	free(data);
 }
 
+/* The body scan matches 64-octet blocks from the start of a run (the line
+ * after a non-blank body line): blank lines of every kind, content or
+ * separator, at every offset from that start, must count as the line-by-line
+ * sizer counts them, and "From " after a blank line must start a message. */
+static void
+test_body_blocks(void)
+{
+	static const char *blanks[] = { "\n", "\r\n", "\n\n", "\r\n\r\n", "\n\r\n", "\r\n\n" };
+	size_t nb = sizeof(blanks) / sizeof(blanks[0]), cap = 4 << 20, len = 0, i, want = 0;
+	char *data = malloc(cap);
+	struct maildrop md;
+	int bad = 0;
+
+	for (size_t v = 0; v < nb; v++) {
+		for (size_t shift = 1; shift <= 140; shift++) {
+			len += (size_t)sprintf(data + len, "From a Mon Jan  1 00:00:00 2024\n"
+			    "Subject: %zu %zu\n\nfirst\n", v, shift);
+			memset(data + len, 'B', shift);         /* moves the blanks across blocks */
+			len += shift;
+			len += (size_t)sprintf(data + len, "\n%sC%s\r\nmore\n%s%s"
+			    "From  content\nend\n%s", blanks[v], blanks[v], blanks[v], blanks[v],
+			    blanks[v]);
+			want += 2;     /* "From  content" after a blank line starts one */
+		}
+	}
+	CHECK(load(&md, data, len) == MD_OK && md.count == want, "block corpus: %zu of %zu",
+	    md.count, want);
+	for (i = 0; i < md.count; i++) {
+		struct sizer z = { .last = -1 };
+
+		sizer_add(&z, data + md.msgs[i].body, (size_t)(md.msgs[i].end - md.msgs[i].body));
+		if (sizer_size(&z) != md.msgs[i].size && bad++ < 5)
+			printf("  message %zu: size %ju, sizer %ju\n", i + 1,
+			    (uintmax_t)md.msgs[i].size, (uintmax_t)sizer_size(&z));
+	}
+	CHECK(bad == 0, "block scan sizes (%d wrong)", bad);
+	maildrop_close(&md);
+	free(data);
+}
+
 int
 main(void)
 {
@@ -645,6 +685,7 @@ main(void)
 	test_sizer();
 	test_maildir();
 	test_fast_paths();
+	test_body_blocks();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 	if (system(cmd) != 0)
 		printf("could not remove %s\n", tmpdir);
