@@ -26,7 +26,7 @@ ALL_CFLAGS = -std=c11 $(WARNINGS) -D_FILE_OFFSET_BITS=64 $(CRYPT_CFLAGS) $(SD_CF
 LIBS = $(CRYPT_LIBS) $(SD_LIBS)
 
 OBJS = pop3d.o io.o auth.o privsep.o maildrop.o mbox.o maildir.o md5.o
-HDRS = config.h io.h auth.h privsep.h maildrop.h md5.h
+HDRS = config.h io.h auth.h privsep.h maildrop.h md5.h lfscan.h
 SRCS = $(OBJS:.o=.c)
 ASAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 

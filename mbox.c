@@ -45,11 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__SSE2__) && defined(__x86_64__) && !defined(MBOX_PORTABLE_SCAN)
-#define SCAN_SSE2                       /* the body scan's 16-octet compares */
-#include <emmintrin.h>
-#endif
-
+#include "lfscan.h"
 #include "maildrop.h"
 #include "md5.h"
 
@@ -600,78 +596,7 @@ number_duplicates(struct maildrop *md)
 	return 0;
 }
 
-/* ---- the body scan: 64 octets at a time ---- */
-
-/* LFs are counted as blocks are matched: on SSE2 in per-octet-lane counters
- * (a compare's true is -1), added up every 255/4 blocks. */
-struct lfcount {
-	uint64_t n;
-#ifdef SCAN_SSE2
-	__m128i lanes;
-	unsigned blocks;                /* in lanes */
-#endif
-};
-
-static inline unsigned
-ones64(uint64_t x)
-{
-	x -= (x >> 1) & 0x5555555555555555ULL;
-	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
-	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
-	return (unsigned)((x * 0x0101010101010101ULL) >> 56);
-}
-
-static uint64_t
-lf_total(struct lfcount *c)
-{
-#ifdef SCAN_SSE2
-	__m128i sums = _mm_sad_epu8(c->lanes, _mm_setzero_si128());    /* two 64-bit sums */
-
-	c->n += (uint64_t)_mm_cvtsi128_si64(sums) +
-	    (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(sums, sums));
-	c->lanes = _mm_setzero_si128();
-	c->blocks = 0;
-#endif
-	return c->n;
-}
-
-/* The LFs of the 64 octets at p: bit i set when p[i] is LF; and counted. */
-static inline uint64_t
-lf64(const char *p, struct lfcount *c)
-{
-#ifdef SCAN_SSE2
-	const __m128i lf = _mm_set1_epi8('\n');
-	__m128i e0, e1, e2, e3;
-
-#define EQ(i) _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + 16 * (i))), lf)
-	e0 = EQ(0), e1 = EQ(1), e2 = EQ(2), e3 = EQ(3);
-#undef EQ
-	c->lanes = _mm_sub_epi8(c->lanes, _mm_add_epi8(_mm_add_epi8(e0, e1), _mm_add_epi8(e2, e3)));
-	if (++c->blocks == 255 / 4)
-		lf_total(c);
-	return (uint64_t)(uint16_t)_mm_movemask_epi8(e0) |
-	    (uint64_t)(uint16_t)_mm_movemask_epi8(e1) << 16 |
-	    (uint64_t)(uint16_t)_mm_movemask_epi8(e2) << 32 |
-	    (uint64_t)(uint16_t)_mm_movemask_epi8(e3) << 48;
-#else
-	const uint64_t low7 = 0x7f7f7f7f7f7f7f7fULL;
-	uint64_t m = 0;
-
-	for (int i = 0; i < 8; i++) {
-		uint64_t x;
-
-		memcpy(&x, p + 8 * i, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-		x = __builtin_bswap64(x);               /* octet j at bits 8j..8j+7 */
-#endif
-		x ^= 0x0a0a0a0a0a0a0a0aULL;             /* LF octets become zero */
-		x = ~(((x & low7) + low7) | x | low7);  /* 0x80 in each zero octet */
-		m |= ((x >> 7) * 0x0102040810204080ULL >> 56) << (8 * i);
-	}
-	c->n += ones64(m);
-	return m;
-#endif
-}
+/* ---- the body scan: 64 octets at a time (lfscan.h) ---- */
 
 /* The first blank line that starts in the 64-octet block at p, given the LF
  * mask of the block and whether the two octets before it are LF: its offset
