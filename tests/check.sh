@@ -6,6 +6,7 @@
 #        make CC=gcc   CFLAGS_EXTRA=-Werror
 #        make CC=clang CFLAGS_EXTRA=-Werror
 #        make SYSTEMD=no CFLAGS_EXTRA=-Werror   (and the binary must not use libsystemd)
+#        make CFLAGS_EXTRA="-Werror -DMBOX_PORTABLE_SCAN"   (and its unit tests run)
 #      (skipped with --asan: `make check` already did them)
 #   3. the integration tests, tests/run.py
 #   3a. tests/security.py (privilege separation, abuse limits, timeouts, garbage,
