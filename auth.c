@@ -6,7 +6,8 @@
  * APOP too), or empty, "*" or "!..." for a disabled account. Every failure path
  * costs about the same: unknown users, disabled accounts and {PLAIN} entries
  * run one crypt() of the file's own kind, so timing does not tell them apart.
- * Secrets are compared in constant time and wiped after use.
+ * Every crypt() runs in a short-lived child process (crypt_matches). Secrets
+ * are compared in constant time and wiped after use.
  */
 #define _GNU_SOURCE
 #include <crypt.h>
@@ -19,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <syslog.h>
 #include <unistd.h>
 #ifdef __linux__
@@ -73,7 +75,7 @@ secret_kind(const char *s, const char **plain)
 
 /* 1 when pass hashes to hash; a failed or "*"-result crypt never matches. */
 static int
-crypt_matches(const char *pass, const char *hash)
+crypt_here(const char *pass, const char *hash)
 {
 	struct crypt_data cd;
 	const char *out;
@@ -88,6 +90,35 @@ crypt_matches(const char *pass, const char *hash)
 	ok = out != NULL && out[0] != '*' && ct_equal(out, hash);
 	explicit_bzero(&cd, sizeof(cd));
 	return ok;
+}
+
+/* crypt_here in a child process that exits with the answer, so the hashing's
+ * memory (libxcrypt's code and state, yescrypt's megabytes) never becomes
+ * part of the long-lived session; in this process when fork fails. 1 a
+ * match, 0 none, -1 the hashing process died (logged). */
+static int
+crypt_matches(const char *pass, const char *hash)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid < 0)
+		return crypt_here(pass, hash);
+	if (pid == 0)
+		_exit(crypt_here(pass, hash) ? 0 : 1);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR) {
+			syslog(LOG_ERR, "error privsep: waitpid: %m");
+			return -1;
+		}
+	if (WIFEXITED(status) && WEXITSTATUS(status) <= 1)
+		return WEXITSTATUS(status) == 0;
+	if (WIFSIGNALED(status))
+		syslog(LOG_ERR, "error privsep: the password hashing process was killed "
+		    "by signal %d", WTERMSIG(status));
+	else
+		syslog(LOG_ERR, "error privsep: the password hashing process failed");
+	return -1;
 }
 
 /* The work a real check would have done, for paths that cannot succeed. */
@@ -316,7 +347,10 @@ auth_pass(const struct authinfo *info, const char *path, const char *name,
 	*known = 1;
 	switch (secret_kind(e.secret, &plain)) {
 	case SECRET_CRYPT:
-		ok = crypt_matches(pass, e.secret);
+		if ((ok = crypt_matches(pass, e.secret)) < 0) {
+			explicit_bzero(line, sizeof(line));
+			return AUTH_ERROR;
+		}
 		break;
 	case SECRET_PLAIN:
 		dummy_work(info, pass);

@@ -353,6 +353,21 @@ class AuthAbuse(Base):
                                     "failure %d answered %.2f s after the previous one: %r"
                                     % (i + 1, t - (times[i - 1] if i else 0), times))
 
+    def test_password_hashing_outside_the_session(self):
+        # yescrypt ($y$, Debian's default) takes some 16 MB to hash one password;
+        # it runs in a child process that exits, so the session never holds it.
+        self.alice(secret=crypt_hash(PW, "$y$"))
+        s = self.e.session()
+        self.assertOk(s.cmd("USER alice"))
+        self.assertRegex(s.cmd("PASS wrong-" + PW), r"^-ERR \[AUTH\]")
+        self.assertOk(s.cmd("USER alice"))
+        self.assertRegex(s.cmd("PASS " + PW), RE_LOGIN)
+        hwm = int(proc_status(s.proc.pid)["VmHWM"][0])
+        self.assertLess(hwm, 8192, "session VmHWM %d kB after two yescrypt checks: "
+                        "the hashing ran in the session process" % hwm)
+        self.assertEqual(proc_tree(s.proc.pid), [s.proc.pid], "a hashing process is left over")
+        self.quit_ok(s)
+
     def test_timing_unknown_user_like_wrong_password(self):
         h = crypt_hash(PW, "$y$")
         self.e.add_user("alice", h)
