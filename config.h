@@ -47,7 +47,8 @@
 #ifndef MAX_MAILDROP_BYTES
 #define MAX_MAILDROP_BYTES (64ULL << 30)        /* octets (as sent) one maildrop may hold */
 #endif
-#define MBOX_READ_SIZE 65536                    /* read size when scanning or sending an mbox */
+#define MBOX_READ_SIZE 32768                    /* read size when scanning or sending an mbox */
+#define MBOX_COPY_SIZE 65536                    /* chunk of the update's copies (journal, rewrite) */
 #define MBOX_LOCK_WAIT 10                       /* seconds to wait for the mbox fcntl lock */
 #define MBOX_LOCK_POLL_MS 50                    /* retry interval while waiting for it */
 #define DOTLOCK_STALE 300                       /* seconds after which a dotlock is broken */

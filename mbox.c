@@ -775,7 +775,7 @@ pwrite_all(int fd, const void *buf, size_t n, off_t off)
 static int
 copy_range(int from, off_t src, int to, off_t dst, off_t len)
 {
-	char buf[MBOX_READ_SIZE];
+	char buf[MBOX_COPY_SIZE];
 
 	while (len > 0) {
 		size_t n = len < (off_t)sizeof(buf) ? (size_t)len : sizeof(buf);
@@ -795,7 +795,7 @@ copy_range(int from, off_t src, int to, off_t dst, off_t len)
 static int
 journal_sum(const struct journal *j, int fd, unsigned char out[16])
 {
-	char buf[MBOX_READ_SIZE];
+	char buf[MBOX_COPY_SIZE];
 	uint64_t off = 0, len = j->size - j->start;
 	struct md5 ctx;
 

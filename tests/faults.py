@@ -36,6 +36,7 @@ import argparse
 import errno
 import glob
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -50,6 +51,17 @@ from pop3lib import IS_ROOT, Env, PipeTransport, Session   # noqa: E402
 
 PW = "secret"
 TESTS = []
+
+
+def config_value(name):
+    """A #define of the server's config.h: the counts of injected faults
+    depend on the update's copy chunk."""
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "config.h")) as f:
+        return int(re.search(r"^#define %s (\d+)" % name, f.read(), re.M).group(1))
+
+
+COPY_SIZE = config_value("MBOX_COPY_SIZE")     # one pwrite of the journal or the rewrite
 
 
 def test(root=False):
@@ -70,8 +82,8 @@ FROM = b"From sender@example.org Thu Nov 27 12:00:00 2025\n"
 
 def corpus(extra_big=0):
     """(chunks, raws): a mbox's messages as chunks (From_ line, message,
-    separator), big enough that the journal and the rewrite take many 64 KiB
-    writes, with tricky content; the last message has no final newline."""
+    separator), big enough that the journal and the rewrite take many
+    COPY_SIZE writes, with tricky content; the last message has no final newline."""
     raws, seps = mb.tricky_corpus(big=False)
     last_raw, last_sep = raws.pop(), seps.pop()
     for i in range(20):
@@ -296,7 +308,7 @@ def journal_header_pwrite_eio():
     chunks, raws = corpus()
     data = b"".join(chunks)
     start = data.index(chunks[1])                      # DELE 2 first
-    n = -(-(len(data) - start) // 65536) + 1
+    n = -(-(len(data) - start) // COPY_SIZE) + 1
     mbox_case(on_journal("pwrite", n, "EIO"), chunks_raws=(chunks, raws),
               log=JOURNAL_ERR + " Input/output")
 
@@ -347,7 +359,7 @@ def commit_rule(w, op):
     data = w.read()
     chunks, _ = corpus()
     start = data.index(chunks[1])
-    n = -(-(len(data) - start) // 65536) + 1 + 1       # data, header, commit
+    n = -(-(len(data) - start) // COPY_SIZE) + 1 + 1   # data, header, commit
     return "pwrite:%d:EIO:ino=%d" % (n, j)
 
 
@@ -406,10 +418,10 @@ def final_fsync_fails_then_rollback_write_fails():
         chunks, _ = corpus()
         start = data.index(chunks[1])
         new = sum(len(c) for i, c in enumerate(chunks, 1) if i not in (2, 5, 9, 20))
-        # rewrite pwrites: one per 64 KiB of each kept chunk moved, plus the NUL
+        # rewrite pwrites: one per COPY_SIZE of each kept chunk moved, plus the NUL
         moved = [c for i, c in enumerate(chunks, 1) if i > 2 and i not in (5, 9, 20)]
-        n = sum(-(-len(c) // 65536) for c in moved) + 1
-        assert new - start > 2 * 65536
+        n = sum(-(-len(c) // COPY_SIZE) for c in moved) + 1
+        assert new - start > 2 * COPY_SIZE
         return "fsync:2:EIO:ino=%d,pwrite:%d:ENOSPC:ino=%d" % (w.ino, n + 2, w.ino)
     mbox_case(rule, undo_ok=False)
 
