@@ -69,7 +69,7 @@ FUZZERS = session mbox maildir_name userfile
 FUZZ_TIME ?= 60
 FUZZ_CC ?= clang
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	-fno-omit-frame-pointer
+	-fno-omit-frame-pointer -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
 LIBSRCS = $(LIBOBJS:.o=.c)
 
 fuzz/session: fuzz/session.c pop3d.c $(LIBSRCS) $(HDRS)
