@@ -368,6 +368,26 @@ class AuthAbuse(Base):
         self.assertEqual(proc_tree(s.proc.pid), [s.proc.pid], "a hashing process is left over")
         self.quit_ok(s)
 
+    def test_password_hashing_process_killed(self):
+        # A hashing process that dies is a server failure, not a wrong
+        # password: -ERR [SYS/TEMP], and an "error privsep" line in the log.
+        # (sha512crypt with 9,999,999 rounds: seconds of hashing to catch it in.)
+        self.alice(secret="$6$rounds=9999999$saltsalt$" + "A" * 86)
+        s = self.e.session(["-e"])
+        self.assertOk(s.cmd("USER alice"))
+        before = set(children(s.proc.pid))
+        s.send("PASS " + PW + "\r\n")
+        hasher = wait_for(lambda: [p for p in children(s.proc.pid) if p not in before],
+                          timeout=5)
+        self.assertTrue(hasher, "no password hashing process appeared")
+        os.kill(hasher[0], signal.SIGKILL)
+        self.assertRegex(s.reply(), r"^-ERR \[SYS/TEMP\] ")
+        s.proc.wait(timeout=10)
+        log = s.proc.stderr.read().decode("latin-1")
+        self.assertRegex(log, r"error privsep: the password hashing process was killed "
+                              r"by signal %d" % signal.SIGKILL)
+        self.assertNotIn("auth failed", log, "a dead hashing process counted as a wrong password")
+
     def test_timing_unknown_user_like_wrong_password(self):
         h = crypt_hash(PW, "$y$")
         self.e.add_user("alice", h)
