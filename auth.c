@@ -4,10 +4,12 @@
  * The user file holds one entry a line, name:secret:uid:gid:gecos:maildrop.
  * A secret is a crypt(3) hash (checked with libxcrypt), {PLAIN}text (usable by
  * APOP too), or empty, "*" or "!..." for a disabled account. Every failure path
- * costs about the same: unknown users, disabled accounts and {PLAIN} entries
- * run one crypt() of the file's own kind, so timing does not tell them apart.
- * Every crypt() runs in a short-lived child process (crypt_matches). Secrets
- * are compared in constant time and wiped after use.
+ * costs what a real check costs: unknown users, disabled accounts and {PLAIN}
+ * entries run one crypt() of a kind of hash the file holds (dummy_work), so
+ * timing does not tell them apart. Every crypt() runs in a short-lived,
+ * confined child process (crypt_matches). Secrets are compared in constant
+ * time and wiped after use; the file is read through a buffer of our own,
+ * wiped too (struct ufile).
  */
 #define _GNU_SOURCE
 #include <crypt.h>
@@ -29,6 +31,7 @@
 
 #include "auth.h"
 #include "md5.h"
+#include "sandbox.h"
 
 enum { SECRET_DISABLED, SECRET_PLAIN, SECRET_CRYPT };
 
@@ -92,13 +95,30 @@ crypt_here(const char *pass, const char *hash)
 	return ok;
 }
 
+/* In the hashing process: become the unprivileged user when the monitor is
+ * root, then keep only what crypt() needs (sandbox.c). 0, or -1. */
+static int
+hash_confine(const struct authinfo *info)
+{
+	char err[128];
+
+	if (info->hash_drop && (setgroups(0, NULL) < 0 ||
+	    setresgid(info->hash_gid, info->hash_gid, info->hash_gid) < 0 ||
+	    setresuid(info->hash_uid, info->hash_uid, info->hash_uid) < 0))
+		return -1;
+	return sandbox_enter(SANDBOX_HASH, 0, err, sizeof(err));
+}
+
 /* crypt_here in a child process that exits with the answer, so the hashing's
  * memory (libxcrypt's code and state, yescrypt's megabytes) never becomes
- * part of the long-lived session; in this process when fork fails, and in
- * fuzzing builds (a fork per input would starve the fuzzer). 1 a
- * match, 0 none, -1 the hashing process died (logged). */
+ * part of the long-lived session, and a bug in the hashing, which runs on the
+ * client's password, reaches nothing: the child runs as the pre-login user,
+ * with no system calls but memory and exit. In this process when fork fails,
+ * and in fuzzing builds (a fork per input would starve the fuzzer). 1 a
+ * match, 0 none, -1 the hashing process died or could not confine itself
+ * (logged). */
 static int
-crypt_matches(const char *pass, const char *hash)
+crypt_matches(const struct authinfo *info, const char *pass, const char *hash)
 {
 	pid_t pid = -1;
 	int status;
@@ -108,8 +128,11 @@ crypt_matches(const char *pass, const char *hash)
 #endif
 	if (pid < 0)
 		return crypt_here(pass, hash);
-	if (pid == 0)
+	if (pid == 0) {
+		if (hash_confine(info) < 0)
+			_exit(3);
 		_exit(crypt_here(pass, hash) ? 0 : 1);
+	}
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR) {
 			syslog(LOG_ERR, "error privsep: waitpid: %m");
@@ -120,17 +143,93 @@ crypt_matches(const char *pass, const char *hash)
 	if (WIFSIGNALED(status))
 		syslog(LOG_ERR, "error privsep: the password hashing process was killed "
 		    "by signal %d", WTERMSIG(status));
+	else if (WIFEXITED(status) && WEXITSTATUS(status) == 3)
+		syslog(LOG_ERR, "error privsep: the password hashing process could not "
+		    "confine itself");
 	else
 		syslog(LOG_ERR, "error privsep: the password hashing process failed");
 	return -1;
 }
 
-/* The work a real check would have done, for paths that cannot succeed. */
+/* The kind of a crypt hash, for the dummy work: the scheme and its cost
+ * parameter ("$y$j9T", "$2b$12", "$6$rounds=9000", "$1$"), not the salt. */
 static void
-dummy_work(const struct authinfo *info, const char *pass)
+cost_class(const char *hash, char *out, size_t len)
 {
-	if (info->dummy[0] != '\0')
-		(void)crypt_matches(pass, info->dummy);
+	static const char *const with_param[] = { "y", "gy", "7", "2a", "2b", "2x", "2y",
+	    "sha1", NULL };
+	const char *id, *p, *q;
+	size_t idlen, i;
+
+	if (hash[0] != '$') {
+		snprintf(out, len, "%.5s", hash[0] == '_' ? hash : "des");  /* bsdi _CCCC */
+		return;
+	}
+	id = hash + 1;
+	p = strchr(id, '$');
+	idlen = p != NULL ? (size_t)(p - id) : strlen(id);
+	q = p != NULL ? strchr(p + 1, '$') : NULL;
+	for (i = 0; with_param[i] != NULL; i++)
+		if (strlen(with_param[i]) == idlen && strncmp(id, with_param[i], idlen) == 0)
+			break;
+	if (q != NULL && (with_param[i] != NULL ||
+	    ((idlen == 1 && (id[0] == '5' || id[0] == '6')) && strncmp(p + 1, "rounds=", 7) == 0)))
+		snprintf(out, len, "$%.*s", (int)(q - id), id);
+	else
+		snprintf(out, len, "$%.*s$", (int)idlen, id);
+}
+
+/* Count hash's kind among the classes, keeping the first hash of each. */
+static void
+add_class(struct authinfo *info, const char *hash)
+{
+	char want[MAX_SECRET + 1], have[MAX_SECRET + 1];
+	size_t i;
+
+	cost_class(hash, want, sizeof(want));
+	for (i = 0; i < info->nclasses; i++) {
+		cost_class(info->classes[i].hash, have, sizeof(have));
+		if (strcmp(want, have) == 0)
+			break;
+	}
+	if (i == info->nclasses) {
+		if (i == MAX_COST_CLASSES) {
+			syslog(LOG_WARNING, "warning user file: more than %d kinds of hash "
+			    "(MAX_COST_CLASSES); unknown users imitate the first %d only",
+			    MAX_COST_CLASSES, MAX_COST_CLASSES);
+			return;
+		}
+		snprintf(info->classes[i].hash, sizeof(info->classes[i].hash), "%s", hash);
+		info->nclasses++;
+	}
+	info->classes[i].count++;
+	info->total++;
+}
+
+/* The work a real check would have done, for paths that cannot succeed: one
+ * crypt() of a kind chosen for the name, the kinds weighted as in the file,
+ * by a digest of the name keyed with the file's hashes, so an unknown name
+ * always costs what some real entries cost, the same every time. */
+static void
+dummy_work(const struct authinfo *info, const char *name, const char *pass)
+{
+	unsigned char d[16];
+	struct md5 ctx;
+	unsigned long pick;
+	size_t i;
+
+	if (info->total == 0)
+		return;
+	md5_init(&ctx);
+	md5_update(&ctx, info->key, sizeof(info->key));
+	md5_update(&ctx, name, strlen(name));
+	md5_final(&ctx, d);
+	pick = ((unsigned long)d[0] << 24 | (unsigned long)d[1] << 16 |
+	    (unsigned long)d[2] << 8 | d[3]) % info->total;
+	for (i = 0; i + 1 < info->nclasses && pick >= info->classes[i].count; i++)
+		pick -= info->classes[i].count;
+	(void)crypt_matches(info, pass, info->classes[i].hash);
+	explicit_bzero(d, sizeof(d));
 }
 
 static int
@@ -189,16 +288,79 @@ parse_entry(char *line, struct entry *e)
 	return NULL;
 }
 
+/* The user file, read with read(2) through a buffer of our own that is wiped
+ * when it is closed: stdio's buffer would be freed unwiped, and every hash and
+ * {PLAIN} secret in it would live on in the pre-login process and the session. */
+struct ufile {
+	int fd;
+	int error;
+	size_t pos, len;
+	char buf[4096];
+};
+
+static int
+ufile_open(struct ufile *u, const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+
+	u->pos = u->len = 0;
+	u->error = 0;
+	u->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (u->fd < 0) {
+		snprintf(err, errlen, "user file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(u->fd, &st) < 0 || !S_ISREG(st.st_mode))
+		snprintf(err, errlen, "user file %s: not a regular file", path);
+	else if (st.st_uid != 0 && st.st_uid != geteuid())
+		snprintf(err, errlen, "user file %s: owned by uid %lu, not root or the running user",
+		    path, (unsigned long)st.st_uid);
+	else if (st.st_mode & (S_IWGRP | S_IWOTH))
+		snprintf(err, errlen, "user file %s: unsafe, writable by group or others", path);
+	else
+		return 0;
+	close(u->fd);
+	return -1;
+}
+
+static void
+ufile_close(struct ufile *u)
+{
+	close(u->fd);
+	explicit_bzero(u->buf, sizeof(u->buf));
+}
+
+/* The next octet, or -1 at the end of the file or on an error. */
+static int
+ufile_getc(struct ufile *u)
+{
+	ssize_t n;
+
+	if (u->pos == u->len) {
+		do
+			n = read(u->fd, u->buf, sizeof(u->buf));
+		while (n < 0 && errno == EINTR);
+		if (n <= 0) {
+			if (n < 0)
+				u->error = errno;
+			return -1;
+		}
+		u->pos = 0;
+		u->len = (size_t)n;
+	}
+	return (unsigned char)u->buf[u->pos++];
+}
+
 /* One line of at most cap-1 octets: 1, or 0 at the end of the file. A longer
  * line, or one holding a NUL, comes back with *bad set. */
 static int
-read_line(FILE *f, char *buf, size_t cap, const char **bad)
+read_line(struct ufile *u, char *buf, size_t cap, const char **bad)
 {
 	size_t n = 0;
 	int c;
 
 	*bad = NULL;
-	while ((c = getc_unlocked(f)) != EOF && c != '\n') {
+	while ((c = ufile_getc(u)) != -1 && c != '\n') {
 		if (c == '\0')
 			*bad = "NUL octet in line";
 		if (n + 1 < cap)
@@ -206,40 +368,12 @@ read_line(FILE *f, char *buf, size_t cap, const char **bad)
 		else
 			*bad = "line too long";
 	}
-	if (c == EOF && n == 0 && *bad == NULL)
+	if (c == -1 && n == 0 && *bad == NULL)
 		return 0;
 	if (n > 0 && buf[n - 1] == '\r')
 		n--;
 	buf[n] = '\0';
 	return 1;
-}
-
-static FILE *
-open_userfile(const char *path, char *err, size_t errlen)
-{
-	struct stat st;
-	FILE *f;
-	int fd;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
-		snprintf(err, errlen, "user file %s: %s", path, strerror(errno));
-		return NULL;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "user file %s: not a regular file", path);
-	} else if (st.st_uid != 0 && st.st_uid != geteuid()) {
-		snprintf(err, errlen, "user file %s: owned by uid %lu, not root or the running user",
-		    path, (unsigned long)st.st_uid);
-	} else if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-		snprintf(err, errlen, "user file %s: unsafe, writable by group or others", path);
-	} else if ((f = fdopen(fd, "r")) != NULL) {
-		return f;
-	} else {
-		snprintf(err, errlen, "user file %s: %s", path, strerror(errno));
-	}
-	close(fd);
-	return NULL;
 }
 
 int
@@ -248,13 +382,15 @@ auth_scan(const char *path, struct authinfo *info, char *err, size_t errlen)
 	char line[MAX_USERFILE_LINE + 1];
 	unsigned long lineno = 0;
 	const char *bad, *plain;
+	struct ufile u;
 	struct entry e;
-	FILE *f;
+	struct md5 key;
 
 	memset(info, 0, sizeof(*info));
-	if ((f = open_userfile(path, err, errlen)) == NULL)
+	if (ufile_open(&u, path, err, errlen) < 0)
 		return -1;
-	while (read_line(f, line, sizeof(line), &bad)) {
+	md5_init(&key);
+	while (read_line(&u, line, sizeof(line), &bad)) {
 		lineno++;
 		if (bad == NULL && (line[0] == '#' || line[strspn(line, " \t")] == '\0'))
 			continue;
@@ -270,19 +406,30 @@ auth_scan(const char *path, struct authinfo *info, char *err, size_t errlen)
 			info->has_apop = 1;
 			break;
 		case SECRET_CRYPT:
-			if (info->dummy[0] == '\0')
-				snprintf(info->dummy, sizeof(info->dummy), "%s", e.secret);
+			add_class(info, e.secret);
+			md5_update(&key, e.secret, strlen(e.secret) + 1);
 			break;
 		}
 	}
+	md5_final(&key, info->key);
 	explicit_bzero(line, sizeof(line));
-	if (ferror(f)) {
-		snprintf(err, errlen, "user file %s: read error", path);
-		fclose(f);
+	explicit_bzero(&e, sizeof(e));
+	ufile_close(&u);
+	if (u.error != 0) {
+		snprintf(err, errlen, "user file %s: read error: %s", path, strerror(u.error));
+		auth_forget(info);
 		return -1;
 	}
-	fclose(f);
 	return 0;
+}
+
+void
+auth_forget(struct authinfo *info)
+{
+	explicit_bzero(info->classes, sizeof(info->classes));
+	explicit_bzero(info->key, sizeof(info->key));
+	info->nclasses = 0;
+	info->total = 0;
 }
 
 /* Find name's well-formed entry: 1 found (fields point into line), 0 not, -1 error. */
@@ -291,27 +438,27 @@ find_entry(const char *path, const char *name, char *line, size_t cap, struct en
 {
 	const char *bad;
 	char err[256];
+	struct ufile u;
+	size_t n = strlen(name);
 	int found = 0;
-	FILE *f;
 
-	if ((f = open_userfile(path, err, sizeof(err))) == NULL) {
+	if (ufile_open(&u, path, err, sizeof(err)) < 0) {
 		syslog(LOG_ERR, "error %s", err);
 		return -1;
 	}
-	while (!found && read_line(f, line, cap, &bad)) {
-		size_t n = strlen(name);
-
+	while (!found && read_line(&u, line, cap, &bad)) {
 		if (bad != NULL || strncmp(line, name, n) != 0 || line[n] != ':')
 			continue;
 		found = parse_entry(line, e) == NULL;
 	}
 	if (!found)
 		explicit_bzero(line, cap);
-	if (ferror(f)) {
-		syslog(LOG_ERR, "error user file %s: read error", path);
+	ufile_close(&u);
+	if (u.error != 0) {
+		syslog(LOG_ERR, "error user file %s: read error: %s", path, strerror(u.error));
+		explicit_bzero(line, cap);
 		found = -1;
 	}
-	fclose(f);
 	return found;
 }
 
@@ -345,29 +492,27 @@ auth_pass(const struct authinfo *info, const char *path, const char *name,
 	if (r < 0)
 		return AUTH_ERROR;
 	if (r == 0) {
-		dummy_work(info, pass);
+		dummy_work(info, name, pass);
 		return AUTH_FAIL;
 	}
 	*known = 1;
 	switch (secret_kind(e.secret, &plain)) {
 	case SECRET_CRYPT:
-		if ((ok = crypt_matches(pass, e.secret)) < 0) {
-			explicit_bzero(line, sizeof(line));
-			return AUTH_ERROR;
-		}
+		ok = crypt_matches(info, pass, e.secret);
 		break;
 	case SECRET_PLAIN:
-		dummy_work(info, pass);
+		dummy_work(info, name, pass);
 		ok = ct_equal(pass, plain);
 		break;
 	default:
-		dummy_work(info, pass);
+		dummy_work(info, name, pass);
 		break;
 	}
-	if (ok)
+	if (ok > 0)
 		fill_user(&e, out);
 	explicit_bzero(line, sizeof(line));
-	return ok ? AUTH_OK : AUTH_FAIL;
+	explicit_bzero(&e, sizeof(e));
+	return ok < 0 ? AUTH_ERROR : ok ? AUTH_OK : AUTH_FAIL;
 }
 
 int
@@ -396,38 +541,92 @@ auth_apop(const char *path, const char *name, const char *digest,
 	md5_init(&ctx);
 	md5_update(&ctx, timestamp, strlen(timestamp));
 	md5_update(&ctx, plain, strlen(plain));
-	md5_final(&ctx, d);
+	md5_final(&ctx, d);             /* (which wipes ctx) */
 	md5_hex(d, want);
 	ok = ct_equal(got, want) && plain[0] != '\0';
 	if (ok)
 		fill_user(&e, out);
 	explicit_bzero(line, sizeof(line));
+	explicit_bzero(&e, sizeof(e));
 	explicit_bzero(want, sizeof(want));
 	explicit_bzero(d, sizeof(d));
 	return ok ? AUTH_OK : AUTH_FAIL;
+}
+
+/* ---- becoming the user ---- */
+
+static int
+user_ids_ok(const struct user *u, char *err, size_t errlen)
+{
+	if (!u->has_ids) {
+		snprintf(err, errlen, "user %s has no uid/gid in the user file", u->name);
+		return 0;
+	}
+	if (u->uid == 0 || u->gid == 0) {
+		snprintf(err, errlen, "user %s: uid or gid 0 refused", u->name);
+		return 0;
+	}
+	return 1;
+}
+
+/* As root (effectively): no supplementary group at all, the user's gid as
+ * the real and effective one and the -g group only as the saved gid, which
+ * auth_group makes effective just to make and remove dotlocks. */
+static int
+take_gids(const struct user *u, gid_t extra, char *err, size_t errlen)
+{
+	if (setgroups(0, NULL) < 0 ||
+	    setresgid(u->gid, u->gid, extra != (gid_t)-1 ? extra : u->gid) < 0) {
+		snprintf(err, errlen, "user %s: cannot switch to gid %lu: %s", u->name,
+		    (unsigned long)u->gid, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int
+auth_assume(const struct user *u, gid_t extra, char *err, size_t errlen)
+{
+	if (getuid() != 0)
+		return 0;               /* virtual mail: already the maildrop owner */
+	if (!user_ids_ok(u, err, errlen) || auth_unassume(err, errlen) < 0 ||
+	    take_gids(u, extra, err, errlen) < 0)
+		return -1;
+	if (setresuid((uid_t)-1, u->uid, (uid_t)-1) < 0) {
+		snprintf(err, errlen, "user %s: cannot switch to uid %lu: %s", u->name,
+		    (unsigned long)u->uid, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int
+auth_unassume(char *err, size_t errlen)
+{
+	if (getuid() != 0 || geteuid() == 0)
+		return 0;
+	if (setresuid((uid_t)-1, 0, (uid_t)-1) < 0) {
+		snprintf(err, errlen, "back to root: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 int
 auth_become(const struct user *u, gid_t extra, char *err, size_t errlen)
 {
 	uid_t ruid, euid, suid;
-	gid_t rgid, egid, sgid, groups[2];
-	int ngroups = extra != (gid_t)-1;
+	gid_t rgid, egid, sgid, groups[1];
+	gid_t saved = extra != (gid_t)-1 ? extra : u->gid;
 
-	if (geteuid() != 0)
+	if (getuid() != 0)
 		return 0;               /* virtual mail: already the maildrop owner */
-	if (!u->has_ids) {
-		snprintf(err, errlen, "user %s has no uid/gid in the user file", u->name);
+	if (!user_ids_ok(u, err, errlen) || auth_unassume(err, errlen) < 0 ||
+	    take_gids(u, extra, err, errlen) < 0)
 		return -1;
-	}
-	if (u->uid == 0 || u->gid == 0) {
-		snprintf(err, errlen, "user %s: uid or gid 0 refused", u->name);
-		return -1;
-	}
-	if (setgroups((size_t)ngroups, &extra) < 0 || setresgid(u->gid, u->gid, u->gid) < 0 ||
-	    setresuid(u->uid, u->uid, u->uid) < 0) {
-		snprintf(err, errlen, "user %s: cannot switch to uid %lu gid %lu: %s", u->name,
-		    (unsigned long)u->uid, (unsigned long)u->gid, strerror(errno));
+	if (setresuid(u->uid, u->uid, u->uid) < 0) {
+		snprintf(err, errlen, "user %s: cannot switch to uid %lu: %s", u->name,
+		    (unsigned long)u->uid, strerror(errno));
 		return -1;
 	}
 #ifdef __linux__
@@ -436,11 +635,20 @@ auth_become(const struct user *u, gid_t extra, char *err, size_t errlen)
 	/* Verify the switch holds and cannot be undone. */
 	if (getresuid(&ruid, &euid, &suid) < 0 || getresgid(&rgid, &egid, &sgid) < 0 ||
 	    ruid != u->uid || euid != u->uid || suid != u->uid ||
-	    rgid != u->gid || egid != u->gid || sgid != u->gid ||
-	    getgroups(2, groups) != ngroups || (ngroups == 1 && groups[0] != extra) ||
-	    setuid(0) != -1 || setgid(0) != -1) {
+	    rgid != u->gid || egid != u->gid || sgid != saved ||
+	    getgroups(1, groups) != 0 || setuid(0) != -1 || setgid(0) != -1) {
 		snprintf(err, errlen, "user %s: privilege switch did not hold", u->name);
 		return -1;
 	}
 	return 0;
+}
+
+int
+auth_group(gid_t group, int on)
+{
+	gid_t rgid, egid, sgid;
+
+	if (group == (gid_t)-1 || getresgid(&rgid, &egid, &sgid) < 0 || sgid != group)
+		return 0;               /* no -g group, or not ours to take */
+	return setresgid((gid_t)-1, on ? group : rgid, (gid_t)-1);
 }

@@ -29,6 +29,9 @@
 #define MAX_PRELOGIN_SECONDS 300                /* a connection's whole time before login (or -T) */
 #endif
 #define MAX_NAME 64                             /* octets of a user name */
+#define PRELOGIN_GRACE 5                        /* seconds a pre-login process has to exit
+                                                 * after its last answer or its channel closed */
+#define PRELOGIN_MAX_MEMORY (256UL << 20)       /* RLIMIT_AS of the pre-login process */
 #define APOP_DIGEST_LEN 32                      /* hex digits of an APOP digest */
 
 /* Client output. */
@@ -39,6 +42,8 @@
 #define MAX_USERFILE_LINE 4096                  /* longer lines are malformed */
 #define MAX_SECRET 512                          /* octets of a secret field */
 #define MAX_PATH 4096                           /* octets of a maildrop path */
+#define MAX_COST_CLASSES 16                     /* kinds of crypt hash (scheme and cost) the
+                                                 * dummy work of unknown users imitates */
 
 /* Maildrops. */
 #ifndef MAX_MESSAGES                            /* (these three overridable with -D at build) */
@@ -51,7 +56,16 @@
 #define MBOX_COPY_SIZE 65536                    /* chunk of the update's copies (journal, rewrite) */
 #define MBOX_LOCK_WAIT 10                       /* seconds to wait for the mbox fcntl lock */
 #define MBOX_LOCK_POLL_MS 50                    /* retry interval while waiting for it */
+#ifndef DOTLOCK_STALE                           /* (these three overridable at build, for tests) */
 #define DOTLOCK_STALE 300                       /* seconds after which a dotlock is broken */
+#endif
+#ifndef DOTLOCK_REFRESH
+#define DOTLOCK_REFRESH 60                      /* a dotlock held this long is touched again */
+#endif
+#ifndef STATE_GC_INTERVAL
+#define STATE_GC_INTERVAL 3600                  /* seconds between clean-ups of the state dir */
+#endif
+#define STATE_GC_MAX_FILES 100000               /* files one clean-up looks at, at most */
 #define UIDL_LEN 72                             /* a 70-octet UIDL and its NUL, with room to spare */
 
 #endif

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "maildrop.h"
@@ -228,9 +229,9 @@ name_size(const char *name, uint64_t *size)
 	if (w == NULL || w >= name + n || *w < '0' || *w > '9')
 		return -1;
 	for (p = w; p < name + n && *p >= '0' && *p <= '9'; p++) {
-		if (v > (UINT64_MAX - 9) / 10)
-			return -1;
 		v = v * 10 + (uint64_t)(*p - '0');
+		if (v > MAX_MAILDROP_BYTES)
+			return -1;      /* not believed: the file is counted */
 	}
 	if (p < name + n && *p != ',')
 		return -1;
@@ -250,7 +251,25 @@ open_message_file(struct maildrop *md, size_t i)
 		return errno = ENAMETOOLONG, -1;
 	memcpy(path, md->msgs[i].in_new ? "new/" : "cur/", 4);
 	memcpy(path + 4, name, n + 1);
-	return openat(md->fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO put in place of a message never blocks the open */
+	return openat(md->fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+}
+
+/* A message file must be a regular file of the user's: a hard link to
+ * another user's mail, readable through a group, is not served. 0, or -1
+ * (logged when the file is not the user's). */
+static int
+check_file(struct maildrop *md, size_t i, int fd, struct stat *st)
+{
+	if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode))
+		return -1;
+	if (st->st_uid != md->owner) {
+		syslog(LOG_WARNING, "warning %s: message %s is owned by uid %lu, not by the user "
+		    "(uid %lu): not served", md->path, name_of(md, i), (unsigned long)st->st_uid,
+		    (unsigned long)md->owner);
+		return -1;
+	}
+	return 0;
 }
 
 /* Count a message's size from its file: 0, or -1 when the file is gone. */
@@ -259,11 +278,16 @@ count_size(struct maildrop *md, size_t i)
 {
 	struct sizer z = { .last = -1 };
 	char buf[MBOX_READ_SIZE];
+	struct stat st;
 	ssize_t n;
 	int fd = open_message_file(md, i);
 
 	if (fd < 0)
 		return -1;
+	if (check_file(md, i, fd, &st) < 0) {
+		close(fd);
+		return -1;
+	}
 	while ((n = read(fd, buf, sizeof(buf))) > 0) {
 		sizer_add(&z, buf, (size_t)n);
 		if ((size_t)n < sizeof(buf))
@@ -306,20 +330,17 @@ measure(struct maildrop *md)
 int
 maildir_load(struct maildrop *md, char *err, size_t errlen)
 {
+	struct stat st;
 	size_t cap = 0;
 	int r;
 
-	md->fd = open(md->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (md->fd < 0 && errno == ENOENT)
+	if (md->fd < 0)
 		return MD_OK;           /* no Maildir yet: empty, nothing to lock */
-	if (md->fd < 0) {
-		snprintf(err, errlen, "%s: %s", md->path, strerror(errno));
-		return errno == ENOTDIR || errno == EACCES ? MD_PERM : MD_TEMP;
-	}
 	md->lockfd = openat(md->fd, LOCK_NAME, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC |
-	    O_NOCTTY, 0600);
-	if (md->lockfd < 0) {
-		snprintf(err, errlen, "%s/%s: %s", md->path, LOCK_NAME, strerror(errno));
+	    O_NOCTTY | O_NONBLOCK, 0600);
+	if (md->lockfd < 0 || fstat(md->lockfd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s/%s: %s", md->path, LOCK_NAME,
+		    md->lockfd < 0 ? strerror(errno) : "not a regular file");
 		return MD_TEMP;
 	}
 	if (flock(md->lockfd, LOCK_EX | LOCK_NB) < 0) {
@@ -403,10 +424,11 @@ maildir_open_msg(struct maildrop *md, size_t i, char *err, size_t errlen)
 		    strerror(errno));
 		return errno == ENOENT ? MD_GONE : MD_TEMP;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "%s: message %s: not a regular file", md->path, name_of(md, i));
+	if (check_file(md, i, fd, &st) < 0) {
+		snprintf(err, errlen, "%s: message %s: not a regular file of the user's", md->path,
+		    name_of(md, i));
 		close(fd);
-		return MD_GONE;
+		return MD_PERM;
 	}
 	md->msgs[i].body = 0;
 	md->msgs[i].end = st.st_size;

@@ -2,17 +2,24 @@
  * maildrop.c - a maildrop for one session, whatever its kind.
  *
  * A path that is a directory, or ends in "/", is a Maildir (maildir.c); any
- * other an mbox file (mbox.c). This file owns what both share: the session
- * lock, the conversion of stored messages to what POP3 sends (CRLF line ends,
- * dot-stuffing, a final newline supplied) and the count of that size.
+ * other an mbox file (mbox.c). This file owns what both share: opening the
+ * maildrop with the user's rights (it must be the user's, and an mbox must
+ * have one link), the session lock, the conversion of stored messages to what
+ * POP3 sends (CRLF line ends, dot-stuffing, a final newline supplied) and the
+ * count of that size.
  *
  * Session lock of an mbox: flock(2) on <lockdir>/<md5 of "dev:ino">.lock,
- * opened by root before the switch to the user, in a directory only root can
- * write; the same file holds the mbox's update journal (mbox.c). A Maildir's
- * lock is maildir.c's pop3d.lock inside it, taken as the user. Either way the
- * kernel drops the lock when the process dies.
+ * where dev:ino is the file maildrop_open opened (so the lock is always that
+ * of the file served), taken by root before the final switch to the user, in
+ * a directory only root can write; the same file holds the mbox's update
+ * journal (mbox.c). A lock file is removed only by a holder of its lock: the
+ * state directory's clean-up (state_gc) removes those no journal needs, so
+ * they do not pile up as mboxes come and go. A Maildir's lock is maildir.c's
+ * pop3d.lock inside it, taken as the user. Either way the kernel drops the
+ * lock when the process dies.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -21,6 +28,8 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lfscan.h"
@@ -33,26 +42,113 @@ maildrop_init(struct maildrop *md)
 	memset(md, 0, sizeof(*md));
 	md->fd = -1;
 	md->lockfd = -1;
+	md->rescuefd = -1;
 	md->msgfd = -1;
+	md->dotlockfd = -1;
 	md->dotlock = 1;
+	md->group = (gid_t)-1;
 }
 
 void
 maildrop_close(struct maildrop *md)
 {
+	int dotlock = md->dotlock;
+	gid_t group = md->group;
+
 	if (md->msgfd >= 0 && md->msgfd != md->fd)
 		close(md->msgfd);
 	if (md->fd >= 0)
 		close(md->fd);
+	if (md->rescuefd >= 0)
+		close(md->rescuefd);
 	if (md->lockfd >= 0)
 		close(md->lockfd);
 	free(md->msgs);
 	free(md->names);
 	free(md->buf);
 	maildrop_init(md);
+	md->dotlock = dotlock;          /* options survive */
+	md->group = group;
 }
 
-/* ---- locks ---- */
+/* ---- opening, as the user ---- */
+
+static int
+not_ours(struct maildrop *md, const struct stat *st, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "%s: owned by uid %lu, not by the user (uid %lu): refused",
+	    md->path, (unsigned long)st->st_uid, (unsigned long)md->owner);
+	return MD_PERM;
+}
+
+static int
+open_maildir(struct maildrop *md, char *err, size_t errlen)
+{
+	struct stat st;
+
+	md->kind = KIND_MAILDIR;
+	md->fd = open(md->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NONBLOCK);
+	if (md->fd < 0 && errno == ENOENT)
+		return MD_OK;           /* no Maildir yet: empty, nothing to lock */
+	if (md->fd < 0) {
+		snprintf(err, errlen, "%s: %s", md->path, strerror(errno));
+		return errno == ENOTDIR || errno == EACCES ? MD_PERM : MD_TEMP;
+	}
+	if (fstat(md->fd, &st) < 0) {
+		snprintf(err, errlen, "%s: %s", md->path, strerror(errno));
+		return MD_TEMP;
+	}
+	return st.st_uid == md->owner ? MD_OK : not_ours(md, &st, err, errlen);
+}
+
+int
+maildrop_open(struct maildrop *md, const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd;
+
+	snprintf(md->path, sizeof(md->path), "%s", path);
+	md->owner = geteuid();
+	if (path[0] == '\0' || path[strlen(path) - 1] == '/')
+		return open_maildir(md, err, errlen);
+	/* O_NOATIME, as the owner may: reading leaves atime before mtime, so
+	 * "new mail" checks (biff, shells, procmail's wait) still see the mail.
+	 * O_NONBLOCK: a FIFO or a device never blocks the open. */
+	fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY | O_NOATIME);
+	if (fd < 0 && errno == EPERM)
+		fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0 && (errno == EISDIR || errno == ELOOP) &&
+	    lstat(path, &st) == 0 && (S_ISDIR(st.st_mode) || (S_ISLNK(st.st_mode) &&
+	    stat(path, &st) == 0 && S_ISDIR(st.st_mode))))
+		return open_maildir(md, err, errlen);   /* a directory, or a link to one */
+	md->kind = KIND_MBOX;
+	if (fd < 0 && errno == ENOENT)
+		return MD_OK;           /* no mail yet: an empty maildrop */
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", path, errno == ELOOP ?
+		    "a symbolic link: refused" : strerror(errno));
+		return errno == ELOOP || errno == EACCES ? MD_PERM : MD_TEMP;
+	}
+	md->fd = fd;
+	if (fstat(fd, &md->st) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return MD_TEMP;
+	}
+	if (!S_ISREG(md->st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		return MD_PERM;
+	}
+	if (md->st.st_uid != md->owner)
+		return not_ours(md, &md->st, err, errlen);
+	if (md->st.st_nlink != 1) {
+		snprintf(err, errlen, "%s: has %ju hard links, refused (an mbox must have one)",
+		    path, (uintmax_t)md->st.st_nlink);
+		return MD_PERM;
+	}
+	return MD_OK;
+}
+
+/* ---- the session lock of an mbox, as root ---- */
 
 static int
 open_lockdir(const char *dir, char *err, size_t errlen)
@@ -76,60 +172,178 @@ open_lockdir(const char *dir, char *err, size_t errlen)
 	return fd;
 }
 
+/* Lock the file name in dirfd, creating it: the fd, -1 with errno
+ * (EWOULDBLOCK: held by another session). A lock file is only ever removed
+ * by a holder of its lock (state_gc), so a lock on a file that is no longer
+ * under its name is worth nothing: then it starts again. */
+static int
+lock_file(int dirfd, const char *name)
+{
+	struct stat st, now;
+	int fd, tries, created;
+
+	for (tries = 0; tries < 5; tries++) {
+		created = 1;
+		fd = openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC |
+		    O_NOCTTY | O_NONBLOCK, 0600);
+		if (fd < 0 && errno == EEXIST) {
+			created = 0;
+			fd = openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY |
+			    O_NONBLOCK);
+		}
+		if (fd < 0) {
+			if (errno == ENOENT)
+				continue;       /* removed between the two opens */
+			return -1;
+		}
+		/* A new name must be durable: it will hold the update journal. */
+		if ((created && fsync(dirfd) < 0) || flock(fd, LOCK_EX | LOCK_NB) < 0 ||
+		    fstat(fd, &st) < 0) {
+			int e = errno;
+
+			close(fd);
+			errno = e;
+			return -1;
+		}
+		if (S_ISREG(st.st_mode) && fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    now.st_ino == st.st_ino && now.st_dev == st.st_dev)
+			return fd;
+		close(fd);              /* removed or replaced meanwhile */
+	}
+	errno = EAGAIN;
+	return -1;
+}
+
+/* Look at one file of the state directory: a lock file no session holds
+ * and no journal needs (empty, torn, or for an mbox that is gone), or an
+ * empty rescue file, is removed. Removed only while locked, and only if the
+ * name is still that file: see lock_file. */
+static void
+gc_file(int dirfd, const char *name)
+{
+	char path[MAX_PATH];
+	struct stat st, now;
+	size_t n = strlen(name);
+	int fd, drop, r;
+
+	if (!(n == 37 && strspn(name, "0123456789abcdef") == 32 && strcmp(name + 32, ".lock") == 0) &&
+	    !(n > 7 && strcmp(name + n - 7, ".rescue") == 0))
+		return;
+	fd = openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || flock(fd, LOCK_EX | LOCK_NB) < 0 ||
+	    fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) < 0 || now.st_ino != st.st_ino) {
+		close(fd);
+		return;
+	}
+	drop = st.st_size == 0;
+	if (!drop && name[n - 1] == 'k') {      /* a .lock holding a journal */
+		r = mbox_journal_orphaned(fd, path, sizeof(path));
+		if (r > 0)
+			syslog(LOG_WARNING, "recovery %s: journal dropped: that mbox is gone "
+			    "or was replaced", path);
+		drop = r != 0;                  /* (a torn journal: its mbox was untouched) */
+	}
+	if (drop)
+		unlinkat(dirfd, name, 0);
+	close(fd);
+}
+
+/* Clean the state directory up, at most once every STATE_GC_INTERVAL
+ * seconds (the time of gc.stamp tells): lock files of mboxes that are gone
+ * or were replaced would otherwise pile up. */
+static void
+state_gc(int dirfd)
+{
+	struct dirent *d;
+	struct stat st;
+	time_t now = time(NULL);
+	DIR *dir;
+	int fd, n = 0;
+
+	if (fstatat(dirfd, "gc.stamp", &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    st.st_mtime <= now && now - st.st_mtime < STATE_GC_INTERVAL)
+		return;
+	fd = openat(dirfd, "gc.stamp", O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY |
+	    O_NONBLOCK, 0600);
+	if (fd < 0)
+		return;
+	(void)futimens(fd, NULL);
+	close(fd);
+	if ((fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return;
+	if ((dir = fdopendir(fd)) == NULL) {
+		close(fd);
+		return;
+	}
+	while (n++ < STATE_GC_MAX_FILES && (d = readdir(dir)) != NULL)
+		gc_file(dirfd, d->d_name);
+	closedir(dir);
+}
+
+/* A place for the octets of a journal recovery may not apply: made now, as
+ * root, when there is a journal, used (or left empty for state_gc) by the
+ * recovery after the switch to the user. */
+static void
+make_rescue(struct maildrop *md, int dirfd, const char *lockdir, const char *key)
+{
+	char name[64], stamp[32];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", gmtime_r(&now, &tm));
+	snprintf(name, sizeof(name), "%s.%s.rescue", key, stamp);
+	md->rescuefd = openat(dirfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC |
+	    O_NOCTTY | O_NONBLOCK, 0600);
+	if (md->rescuefd >= 0 && flock(md->rescuefd, LOCK_EX | LOCK_NB) < 0) {
+		close(md->rescuefd);
+		md->rescuefd = -1;
+	}
+	if (md->rescuefd < 0)
+		syslog(LOG_ERR, "error %s/%s: %m", lockdir, name);
+	snprintf(md->rescue, sizeof(md->rescue), "%s/%s", lockdir, name);
+}
+
 int
-maildrop_lock(struct maildrop *md, const char *path, const char *lockdir,
-    char *err, size_t errlen)
+maildrop_lock(struct maildrop *md, const char *lockdir, char *err, size_t errlen)
 {
 	unsigned char d[16];
 	char name[40], key[MAX_PATH + 1];
 	struct md5 ctx;
 	struct stat st;
-	int dirfd, fd;
+	int dirfd;
 
-	snprintf(md->path, sizeof(md->path), "%s", path);
-	if (path[0] != '\0' && (path[strlen(path) - 1] == '/' ||
-	    (stat(path, &st) == 0 && S_ISDIR(st.st_mode)))) {
-		md->kind = KIND_MAILDIR;
+	if (md->kind == KIND_MAILDIR)
 		return MD_OK;           /* locked inside itself, as the user */
-	}
-	md->kind = KIND_MBOX;
 	/* The file's identity names the lock, so every spelling of its path
 	 * shares one; a path with no file yet names its own. */
-	if (lstat(path, &st) == 0)
-		snprintf(key, sizeof(key), "%ju:%ju", (uintmax_t)st.st_dev, (uintmax_t)st.st_ino);
+	if (md->fd >= 0)
+		snprintf(key, sizeof(key), "%ju:%ju", (uintmax_t)md->st.st_dev,
+		    (uintmax_t)md->st.st_ino);
 	else
-		snprintf(key, sizeof(key), "%s", path);
+		snprintf(key, sizeof(key), "%s", md->path);
 	md5_init(&ctx);
 	md5_update(&ctx, key, strlen(key));
 	md5_final(&ctx, d);
 	md5_hex(d, name);
-	strcat(name, ".lock");
 
 	if ((dirfd = open_lockdir(lockdir, err, errlen)) < 0)
 		return MD_TEMP;
-	fd = openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0 && errno == ENOENT) {
-		/* New: make its name durable, for it will hold the update journal. */
-		fd = openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC |
-		    O_NOCTTY, 0600);
-		if (fd >= 0 && fsync(dirfd) < 0) {
-			close(fd);
-			fd = -1;
-		}
-	}
-	close(dirfd);
-	if (fd < 0) {
-		snprintf(err, errlen, "lock file %s/%s: %s", lockdir, name, strerror(errno));
-		return MD_TEMP;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+	state_gc(dirfd);
+	strcat(name, ".lock");
+	md->lockfd = lock_file(dirfd, name);
+	if (md->lockfd < 0) {
 		int busy = errno == EWOULDBLOCK;
 
 		snprintf(err, errlen, "lock file %s/%s: %s", lockdir, name, strerror(errno));
-		close(fd);
+		close(dirfd);
 		return busy ? MD_INUSE : MD_TEMP;
 	}
-	md->lockfd = fd;
+	name[32] = '\0';
+	if (fstat(md->lockfd, &st) == 0 && st.st_size > 0)
+		make_rescue(md, dirfd, lockdir, name);
+	close(dirfd);
 	return MD_OK;
 }
 
@@ -138,12 +352,6 @@ maildrop_lock(struct maildrop *md, const char *path, const char *lockdir,
 int
 maildrop_load(struct maildrop *md, char *err, size_t errlen)
 {
-	struct stat st;
-
-	/* As the user now: a directory root could not look into (a 0700 home
-	 * without CAP_DAC_READ_SEARCH) is a Maildir too. */
-	if (md->kind == KIND_MBOX && stat(md->path, &st) == 0 && S_ISDIR(st.st_mode))
-		md->kind = KIND_MAILDIR;
 	return md->kind == KIND_MAILDIR ? maildir_load(md, err, errlen) : mbox_load(md, err, errlen);
 }
 

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "config.h"
 #include "io.h"
@@ -33,14 +34,19 @@ struct msg {
 struct maildrop {
 	int kind;
 	char path[MAX_PATH];
+	uid_t owner;                    /* the maildrop must be this uid's */
+	gid_t group;                    /* -g: the group dotlocks are made with, or -1 */
 	int fd;                         /* mbox: the file; maildir: the directory; or -1 */
 	int lockfd;                     /* session lock (flock); for an mbox also its journal */
+	int rescuefd;                   /* mbox: where recovery keeps a journal it cannot apply */
+	char rescue[MAX_PATH];          /* (its path, for the log) */
 	int msgfd;                      /* the message being sent */
 	struct stat st;                 /* mbox: the file when loaded */
 	struct stat vst;                /* mbox: the file when last found unchanged */
 	uint64_t hash[2];               /* mbox: fingerprint of the octets loaded */
 	int dotlock;                    /* mbox: take <mbox>.lock too (default) */
-	int dotlocked;                  /* mbox: holding it now */
+	int dotlockfd;                  /* mbox: the dotlock we hold, or -1 */
+	struct timespec dotlock_touched;/* mbox: when it was made or last refreshed */
 	size_t count;                   /* messages, deleted ones included */
 	struct msg *msgs;
 	char *names;                    /* maildir: NUL-terminated file names */
@@ -54,12 +60,15 @@ struct maildrop {
 enum { MD_OK, MD_INUSE, MD_TEMP, MD_PERM, MD_GONE };
 
 void maildrop_init(struct maildrop *);
-/* Decide the kind of the maildrop at path; for an mbox take the session lock
- * in lockdir. Call before giving up root: the lock directory is root's. */
-int maildrop_lock(struct maildrop *, const char *path, const char *lockdir,
-    char *err, size_t errlen);
-/* As the user: open and scan the maildrop (a Maildir takes its session lock
- * here, inside itself). */
+/* With the user's rights (auth_assume): open the maildrop at path and decide
+ * its kind: a directory is a Maildir, anything else an mbox, which must be a
+ * regular file with one link. Either must belong to the effective uid. */
+int maildrop_open(struct maildrop *, const char *path, char *err, size_t errlen);
+/* As root: for an mbox, take the session lock in lockdir, keyed by the file
+ * maildrop_open opened; the lock directory is root's. */
+int maildrop_lock(struct maildrop *, const char *lockdir, char *err, size_t errlen);
+/* As the user for good: recover an interrupted update, then scan the
+ * maildrop (a Maildir takes its session lock here, inside itself). */
 int maildrop_load(struct maildrop *, char *err, size_t errlen);
 /* The UIDL of message i (0-based). */
 void maildrop_uidl(const struct maildrop *, size_t i, char out[UIDL_LEN]);
@@ -80,6 +89,10 @@ void maildrop_close(struct maildrop *);
 int mbox_load(struct maildrop *, char *err, size_t errlen);
 int mbox_verify(struct maildrop *, char *err, size_t errlen);
 int mbox_update(struct maildrop *, char *err, size_t errlen);
+/* For the state directory's clean-up, as root: is the journal in jfd for an
+ * mbox that is gone or was replaced (1, with its path in path), one to keep
+ * (0), or none at all, torn or empty (-1)? */
+int mbox_journal_orphaned(int jfd, char *path, size_t len);
 int maildir_load(struct maildrop *, char *err, size_t errlen);
 int maildir_open_msg(struct maildrop *, size_t i, char *err, size_t errlen);
 int maildir_update(struct maildrop *, char *err, size_t errlen);

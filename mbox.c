@@ -41,32 +41,86 @@
 #include <string.h>
 #include <strings.h>
 #include <syslog.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "lfscan.h"
 #include "maildrop.h"
 #include "md5.h"
 
-#define JOURNAL_MAGIC "POP3DJ1\n"
-#define COMMIT_MAGIC "POP3DC1\n"
+#define JOURNAL_MAGIC "POP3DJ2\n"
+#define JOURNAL_ANY "POP3DJ"            /* any version's magic starts so */
+#define COMMIT_MAGIC "POP3DC2\n"
 
-/* The journal's header, at offset 0; the saved octets follow it. */
+/* What makes a file that very file: its inode, owner, birth time and inode
+ * generation (the last two where the file system has them), all of which a
+ * new file given the same inode number differs in. */
+enum { ID_BTIME = 1, ID_GEN = 2 };
+
+struct ident {
+	uint64_t dev, ino, uid;
+	int64_t btime_sec;
+	uint64_t btime_nsec;
+	uint64_t gen;
+	uint64_t flags;                 /* ID_* */
+};
+
+/* The journal's header, at offset 0 of the session lock file; then nranges
+ * struct range, then the saved octets, then (from step 3) a struct commit. */
 struct journal {
 	char magic[8];
-	uint64_t dev, ino;              /* the mbox */
+	struct ident id;                /* the mbox */
 	uint64_t start;                 /* saved octets are the mbox's [start, size) */
 	uint64_t size;                  /* its size before the update */
 	uint64_t new_size;              /* and after */
-	unsigned char sum[16];          /* MD5 of the fields above and the saved octets */
+	uint64_t nranges;               /* pieces of [start, size) kept, in order */
+	unsigned char prefix[16];       /* digest of the mbox's [0, start) */
+	char path[MAX_PATH];            /* the mbox's path */
+	unsigned char sum[16];          /* digest of all the above, the ranges and octets */
+};
+
+/* The rewrite puts these pieces of the original octets one after the other
+ * from start on: the kept messages and the mail appended since the load. */
+struct range {
+	uint64_t src, len;
 };
 
 /* After the saved octets: the update has reached step 3. */
 struct commit {
 	char magic[8];
-	unsigned char sum[16];          /* MD5 of the header's sum */
+	unsigned char sum[16];          /* digest of the header's sum */
 };
+
+#ifndef FS_IOC_GETVERSION                       /* linux/fs.h: the inode generation */
+#define FS_IOC_GETVERSION _IOR('v', 1, long)
+#endif
+
+/* The digest of journals and of the kept prefix: integrity, not secrecy. */
+struct digest {
+	struct md5 md5;
+};
+
+static void
+digest_init(struct digest *d)
+{
+	md5_init(&d->md5);
+}
+
+static void
+digest_update(struct digest *d, const void *p, size_t n)
+{
+	md5_update(&d->md5, p, n);
+}
+
+static void
+digest_final(struct digest *d, unsigned char out[16])
+{
+	md5_final(&d->md5, out);
+}
 
 #ifdef F_OFD_SETLK
 #define SETLK F_OFD_SETLK               /* owned by the open file, not the process */
@@ -119,30 +173,40 @@ dotlock_stale(const char *path)
 	return pid > 0 && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
 }
 
-/* A dotlock as liblockfile makes it, never empty: the pid goes into
- * <mbox>.lock.pop3d (ours alone while we hold the session lock), which is
- * then linked to <mbox>.lock. 0, or -1 with errno set. */
+/* A dotlock as liblockfile makes it, never empty: the pid goes into a file
+ * of a name no one can guess (so no one can block us by making it first),
+ * which is then linked to <mbox>.lock. The descriptor is kept, to refresh
+ * the lock's time during long loads and updates (dotlock_refresh) and to know
+ * it is still ours when it is removed. The -g group is ours only meanwhile.
+ * 0, or -1 with errno set. */
 static int
 dotlock_take(struct maildrop *md)
 {
 	struct timespec pause = { 0, MBOX_LOCK_POLL_MS * 1000000L };
 	int tries = MBOX_LOCK_WAIT * 1000 / MBOX_LOCK_POLL_MS;
-	char path[MAX_PATH + 8], tmp[MAX_PATH + 16], pid[32];
-	int fd, n, e;
+	char path[MAX_PATH + 8], tmp[MAX_PATH + 64], pid[32];
+	const char *slash = strrchr(md->path, '/');
+	unsigned char r[8] = { 0 };
+	int fd = -1, n, e;
 
-	snprintf(path, sizeof(path), "%s.lock", md->path);
-	snprintf(tmp, sizeof(tmp), "%s.lock.pop3d", md->path);
-	unlink(tmp);                    /* left by a session that died */
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -1;
-	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-	if (write(fd, pid, (size_t)n) != n || close(fd) < 0) {
-		e = errno;
-		unlink(tmp);
-		errno = e;
-		return -1;
+	if (getrandom(r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
+		struct timespec t;      /* unguessable enough for a name taken with O_EXCL */
+
+		clock_gettime(CLOCK_REALTIME, &t);
+		memcpy(r, &t.tv_nsec, sizeof(r) < sizeof(t.tv_nsec) ? sizeof(r) : sizeof(t.tv_nsec));
 	}
+	snprintf(path, sizeof(path), "%s.lock", md->path);
+	snprintf(tmp, sizeof(tmp), "%.*s/.pop3d-%ld-%02x%02x%02x%02x%02x%02x%02x%02x",
+	    slash != NULL ? (int)(slash - md->path) : 1, slash != NULL ? md->path : ".",
+	    (long)getpid(), r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
+	if (auth_group(md->group, 1) < 0)
+		return -1;
+	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0644);
+	if (fd < 0)
+		goto fail;
+	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (write(fd, pid, (size_t)n) != n)
+		goto fail;
 	for (;;) {
 		if (link(tmp, path) == 0)
 			break;
@@ -159,25 +223,58 @@ dotlock_take(struct maildrop *md)
 		nanosleep(&pause, NULL);
 	}
 	unlink(tmp);
-	md->dotlocked = 1;
+	auth_group(md->group, 0);
+	md->dotlockfd = fd;
+	clock_gettime(CLOCK_MONOTONIC, &md->dotlock_touched);
 	return 0;
 fail:
 	e = errno;
-	unlink(tmp);
+	if (fd >= 0) {
+		close(fd);
+		unlink(tmp);
+	}
+	auth_group(md->group, 0);
 	errno = e;
 	return -1;
 }
 
+/* Keep a dotlock held for long from looking stale to other programs. */
+static void
+dotlock_refresh(struct maildrop *md)
+{
+	struct timespec now;
+
+	if (md == NULL || md->dotlockfd < 0)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec - md->dotlock_touched.tv_sec < DOTLOCK_REFRESH)
+		return;
+	md->dotlock_touched = now;
+	if (futimens(md->dotlockfd, NULL) < 0)
+		syslog(LOG_WARNING, "warning %s.lock: cannot refresh the dotlock: %m", md->path);
+}
+
+/* Remove the dotlock, if it is still the one we made. */
 static void
 dotlock_drop(struct maildrop *md)
 {
 	char path[MAX_PATH + 8];
+	struct stat ours, now;
 
-	if (!md->dotlocked)
+	if (md->dotlockfd < 0)
 		return;
 	snprintf(path, sizeof(path), "%s.lock", md->path);
-	unlink(path);
-	md->dotlocked = 0;
+	if (fstat(md->dotlockfd, &ours) == 0 && lstat(path, &now) == 0 &&
+	    ours.st_ino == now.st_ino && ours.st_dev == now.st_dev) {
+		if (auth_group(md->group, 1) == 0)
+			unlink(path);
+		auth_group(md->group, 0);
+	} else {
+		syslog(LOG_WARNING, "warning %s: the dotlock was removed by another program "
+		    "while pop3d held it", path);
+	}
+	close(md->dotlockfd);
+	md->dotlockfd = -1;
 }
 
 /* Both delivery agents' locks, dotlock first as procmail and liblockfile
@@ -301,6 +398,7 @@ fp_end(struct fprint *f, uint64_t out[2])
 /* ---- scanning ---- */
 
 struct scan {
+	struct maildrop *md;            /* (for dotlock_refresh; may be NULL) */
 	int fd;
 	off_t off;                      /* file offset of buf[0] */
 	off_t limit;                    /* read no further than this */
@@ -349,6 +447,7 @@ fill(struct scan *s)
 	}
 	fp_add(&s->fp, s->buf + s->len, (size_t)n);
 	s->len += (size_t)n;
+	dotlock_refresh(s->md);
 	return n;
 }
 
@@ -773,7 +872,7 @@ pwrite_all(int fd, const void *buf, size_t n, off_t off)
 /* Copy len octets from src in one file to dst in another (or the same one,
  * with dst <= src): a forward copy never overwrites octets not yet read. */
 static int
-copy_range(int from, off_t src, int to, off_t dst, off_t len)
+copy_range(struct maildrop *md, int from, off_t src, int to, off_t dst, off_t len)
 {
 	char buf[MBOX_COPY_SIZE];
 
@@ -785,44 +884,129 @@ copy_range(int from, off_t src, int to, off_t dst, off_t len)
 		src += (off_t)n;
 		dst += (off_t)n;
 		len -= (off_t)n;
+		dotlock_refresh(md);
 	}
+	return 0;
+}
+
+/* The digest of the octets [off, off + len) of fd: 0, or -1 if unreadable. */
+static int
+digest_file(struct digest *ctx, int fd, off_t off, uint64_t len)
+{
+	char buf[MBOX_COPY_SIZE];
+
+	while (len > 0) {
+		size_t n = len < sizeof(buf) ? (size_t)len : sizeof(buf);
+
+		if (pread_all(fd, buf, n, off) < 0)
+			return -1;
+		digest_update(ctx, buf, n);
+		off += (off_t)n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int
+prefix_digest(int fd, uint64_t len, unsigned char out[16])
+{
+	struct digest ctx;
+
+	digest_init(&ctx);
+	if (digest_file(&ctx, fd, 0, len) < 0)
+		return -1;
+	digest_final(&ctx, out);
 	return 0;
 }
 
 /* ---- the journal ---- */
 
-/* MD5 of the header fields and the saved octets: 0, or -1 if unreadable. */
+static void
+file_ident(int fd, const struct stat *st, struct ident *id)
+{
+	memset(id, 0, sizeof(*id));
+	id->dev = (uint64_t)st->st_dev;
+	id->ino = (uint64_t)st->st_ino;
+	id->uid = (uint64_t)st->st_uid;
+#ifdef STATX_BTIME
+	{
+		struct statx sx;
+
+		if (statx(fd, "", AT_EMPTY_PATH, STATX_BTIME, &sx) == 0 &&
+		    (sx.stx_mask & STATX_BTIME)) {
+			id->btime_sec = sx.stx_btime.tv_sec;
+			id->btime_nsec = sx.stx_btime.tv_nsec;
+			id->flags |= ID_BTIME;
+		}
+	}
+#endif
+#ifdef FS_IOC_GETVERSION
+	{
+		int gen;                /* (the kernel writes an int) */
+
+		if (ioctl(fd, FS_IOC_GETVERSION, &gen) == 0) {
+			id->gen = (uint64_t)(unsigned)gen;
+			id->flags |= ID_GEN;
+		}
+	}
+#endif
+}
+
+/* The same file: what both sides know must agree. */
+static int
+same_ident(const struct ident *a, const struct ident *b)
+{
+	if (a->dev != b->dev || a->ino != b->ino || a->uid != b->uid)
+		return 0;
+	if ((a->flags & b->flags & ID_BTIME) &&
+	    (a->btime_sec != b->btime_sec || a->btime_nsec != b->btime_nsec))
+		return 0;
+	if ((a->flags & b->flags & ID_GEN) && a->gen != b->gen)
+		return 0;
+	return 1;
+}
+
+static off_t
+ranges_at(void)
+{
+	return (off_t)sizeof(struct journal);
+}
+
+static off_t
+saved_at(const struct journal *j)
+{
+	return (off_t)(sizeof(*j) + j->nranges * sizeof(struct range));
+}
+
+static off_t
+commit_at(const struct journal *j)
+{
+	return saved_at(j) + (off_t)(j->size - j->start);
+}
+
+/* The digest of the header's fields, the ranges and the saved octets, as
+ * they are in the journal file: 0, or -1 if unreadable. */
 static int
 journal_sum(const struct journal *j, int fd, unsigned char out[16])
 {
-	char buf[MBOX_COPY_SIZE];
-	uint64_t off = 0, len = j->size - j->start;
-	struct md5 ctx;
+	struct digest ctx;
 
-	md5_init(&ctx);
-	md5_update(&ctx, j, offsetof(struct journal, sum));
-	while (off < len) {
-		size_t n = len - off < sizeof(buf) ? (size_t)(len - off) : sizeof(buf);
-
-		if (pread_all(fd, buf, n, (off_t)(sizeof(*j) + off)) < 0) {
-			md5_final(&ctx, out);
-			return -1;
-		}
-		md5_update(&ctx, buf, n);
-		off += n;
-	}
-	md5_final(&ctx, out);
+	digest_init(&ctx);
+	digest_update(&ctx, j, offsetof(struct journal, sum));
+	if (digest_file(&ctx, fd, ranges_at(), (uint64_t)(commit_at(j) - ranges_at())) < 0)
+		return -1;
+	digest_final(&ctx, out);
 	return 0;
 }
 
 static void
 commit_sum(const struct journal *j, unsigned char out[16])
 {
-	struct md5 ctx;
+	struct digest ctx;
 
-	md5_init(&ctx);
-	md5_update(&ctx, j->sum, sizeof(j->sum));
-	md5_final(&ctx, out);
+	digest_init(&ctx);
+	digest_update(&ctx, j->sum, sizeof(j->sum));
+	digest_final(&ctx, out);
 }
 
 static int
@@ -831,17 +1015,20 @@ journal_clear(int jfd)
 	return ftruncate(jfd, 0) < 0 || fsync(jfd) < 0 ? -1 : 0;
 }
 
-/* Step 1: save the octets [start, size) of the mbox. */
+/* Step 1: save the octets [start, size) of the mbox, and what the rewrite
+ * will put there. */
 static int
-journal_write(struct maildrop *md, struct journal *j)
+journal_write(struct maildrop *md, struct journal *j, const struct range *r)
 {
 	int jfd = md->lockfd;
 
 	memcpy(j->magic, JOURNAL_MAGIC, sizeof(j->magic));
-	j->dev = (uint64_t)md->st.st_dev;
-	j->ino = (uint64_t)md->st.st_ino;
+	file_ident(md->fd, &md->st, &j->id);
+	snprintf(j->path, sizeof(j->path), "%s", md->path);
 	if (ftruncate(jfd, 0) < 0 ||
-	    copy_range(md->fd, (off_t)j->start, jfd, (off_t)sizeof(*j), (off_t)(j->size - j->start)) < 0)
+	    pwrite_all(jfd, r, j->nranges * sizeof(*r), ranges_at()) < 0 ||
+	    copy_range(md, md->fd, (off_t)j->start, jfd, saved_at(j),
+	    (off_t)(j->size - j->start)) < 0)
 		return -1;
 	if (journal_sum(j, jfd, j->sum) < 0 || pwrite_all(jfd, j, sizeof(*j), 0) < 0 ||
 	    fsync(jfd) < 0)
@@ -859,10 +1046,142 @@ journal_commit(struct maildrop *md, const struct journal *j, int on)
 		memcpy(c.magic, COMMIT_MAGIC, sizeof(c.magic));
 		commit_sum(j, c.sum);
 	}
-	if (pwrite_all(md->lockfd, &c, sizeof(c), (off_t)(sizeof(*j) + j->size - j->start)) < 0 ||
-	    fsync(md->lockfd) < 0)
+	if (pwrite_all(md->lockfd, &c, sizeof(c), commit_at(j)) < 0 || fsync(md->lockfd) < 0)
 		return -1;
 	return 0;
+}
+
+/* A whole journal of this version in jfd (1), none (0: empty, torn, or of
+ * another version, which *other tells), or -1 on a read error. */
+static int
+journal_read(int jfd, struct journal *j, int *other)
+{
+	struct stat st;
+	unsigned char sum[16];
+
+	*other = 0;
+	if (fstat(jfd, &st) < 0)
+		return -1;
+	if ((size_t)st.st_size < sizeof(*j))
+		return 0;
+	if (pread_all(jfd, j, sizeof(*j), 0) < 0)
+		return -1;
+	if (memcmp(j->magic, JOURNAL_MAGIC, sizeof(j->magic)) != 0) {
+		*other = memcmp(j->magic, JOURNAL_ANY, strlen(JOURNAL_ANY)) == 0;
+		return 0;
+	}
+	j->path[sizeof(j->path) - 1] = '\0';
+	if (j->start > j->size || j->new_size > j->size || j->new_size < j->start ||
+	    j->nranges > j->size - j->start ||
+	    (uint64_t)st.st_size < (uint64_t)commit_at(j) || journal_sum(j, jfd, sum) < 0 ||
+	    memcmp(sum, j->sum, sizeof(sum)) != 0)
+		return 0;
+	return 1;
+}
+
+int
+mbox_journal_orphaned(int jfd, char *path, size_t len)
+{
+	struct journal j;
+	struct ident now;
+	struct stat st;
+	int other, r = journal_read(jfd, &j, &other);
+
+	if (r <= 0)
+		return other ? 0 : -1;  /* another version's: for its mbox's next login */
+	snprintf(path, len, "%s", j.path);
+	if (lstat(j.path, &st) < 0)
+		return errno == ENOENT || errno == ENOTDIR ? 1 : 0;
+	if (!S_ISREG(st.st_mode))
+		return 1;
+	memset(&now, 0, sizeof(now));
+	now.dev = (uint64_t)st.st_dev;
+	now.ino = (uint64_t)st.st_ino;
+	now.uid = (uint64_t)st.st_uid;
+#ifdef STATX_BTIME
+	{
+		struct statx sx;
+
+		if (statx(AT_FDCWD, j.path, AT_SYMLINK_NOFOLLOW, STATX_BTIME, &sx) == 0 &&
+		    (sx.stx_mask & STATX_BTIME)) {
+			now.btime_sec = sx.stx_btime.tv_sec;
+			now.btime_nsec = sx.stx_btime.tv_nsec;
+			now.flags |= ID_BTIME;
+		}
+	}
+#endif
+	return !same_ident(&j.id, &now);
+}
+
+/* Reads the journal's kept ranges in order, mapping the new octets'
+ * offsets to the original ones. */
+struct rangecur {
+	int fd;
+	const struct journal *j;
+	uint64_t k;                     /* the range at hand */
+	struct range r;
+	uint64_t at;                    /* new offset where it starts */
+};
+
+static int
+rangecur_seek(struct rangecur *c, uint64_t q)
+{
+	while (q >= c->at + c->r.len) {
+		c->at += c->r.len;
+		if (++c->k >= c->j->nranges ||
+		    pread_all(c->fd, &c->r, sizeof(c->r), ranges_at() + (off_t)(c->k * sizeof(c->r))) < 0)
+			return -1;
+		if (c->r.src < c->j->start || c->r.len > c->j->size - c->r.src)
+			return errno = EINVAL, -1;
+	}
+	return 0;
+}
+
+/* Is every octet of the mbox's [start, size) the original one (saved in the
+ * journal) or the one the rewrite puts there, as a crash leaves them? With
+ * the commit record the rewrite was complete, so only its octets count. A
+ * different octet was written by another program since. 1, 0, -1 (error). */
+static int
+region_matches(struct maildrop *md, const struct journal *j, int committed)
+{
+	enum { CHUNK = 16384 };
+	char f[CHUNK], o[CHUNK], n[CHUNK];
+	struct rangecur c = { md->lockfd, j, 0, { j->start, 0 }, j->start };
+	uint64_t p;
+
+	if (j->nranges > 0 && pread_all(md->lockfd, &c.r, sizeof(c.r), ranges_at()) < 0)
+		return -1;
+	for (p = j->start; p < j->size;) {
+		size_t len = j->size - p < CHUNK ? (size_t)(j->size - p) : CHUNK, i;
+		uint64_t q;
+
+		if (pread_all(md->fd, f, len, (off_t)p) < 0 ||
+		    pread_all(md->lockfd, o, len, saved_at(j) + (off_t)(p - j->start)) < 0)
+			return -1;
+		memcpy(n, o, len);
+		for (q = p; q < p + len && q < j->new_size;) {
+			size_t take;
+
+			if (rangecur_seek(&c, q) < 0)
+				return -1;
+			take = (size_t)(c.at + c.r.len - q);
+			if (take > p + len - q)
+				take = (size_t)(p + len - q);
+			if (take > j->new_size - q)
+				take = (size_t)(j->new_size - q);
+			if (pread_all(md->lockfd, n + (q - p), take,
+			    saved_at(j) + (off_t)(c.r.src + (q - c.at) - j->start)) < 0)
+				return -1;
+			q += take;
+		}
+		if (j->new_size >= p && j->new_size < p + len)
+			n[j->new_size - p] = '\0';
+		for (i = 0; i < len; i++)
+			if (f[i] != n[i] && (committed || f[i] != o[i]))
+				return 0;
+		p += len;
+	}
+	return 1;
 }
 
 /* Put the saved octets back: the mbox as it was before the update, with
@@ -870,60 +1189,100 @@ journal_commit(struct maildrop *md, const struct journal *j, int on)
 static int
 rollback(struct maildrop *md, const struct journal *j)
 {
-	if (copy_range(md->lockfd, (off_t)sizeof(*j), md->fd, (off_t)j->start,
+	if (copy_range(md, md->lockfd, saved_at(j), md->fd, (off_t)j->start,
 	    (off_t)(j->size - j->start)) < 0 || fsync(md->fd) < 0)
 		return -1;
 	return journal_clear(md->lockfd);
 }
 
-/* Finish or undo an update a crash interrupted. Run under the delivery
- * agents' locks, before the mbox is loaded. *done says it was finished. */
+/* The mbox moved on since the crash: leave it alone and keep the journal's
+ * octets, an mbox fragment, in the rescue file for an administrator. */
+static int
+rescue(struct maildrop *md, const struct journal *j, const char *why,
+    char *err, size_t errlen)
+{
+	off_t from = j != NULL ? saved_at(j) : 0, len;
+	struct stat st;
+
+	if (md->rescuefd < 0 || fstat(md->lockfd, &st) < 0) {
+		snprintf(err, errlen, "%s: recovery: %s, and the journal cannot be kept "
+		    "elsewhere (%s); ask your administrator", md->path, why, md->rescue);
+		return MD_TEMP;
+	}
+	len = j != NULL ? (off_t)(j->size - j->start) : st.st_size;
+	if (ftruncate(md->rescuefd, 0) < 0 ||
+	    copy_range(md, md->lockfd, from, md->rescuefd, 0, len) < 0 || fsync(md->rescuefd) < 0) {
+		snprintf(err, errlen, "%s: recovery: %s, and writing %s failed: %s", md->path, why,
+		    md->rescue, strerror(errno));
+		return MD_TEMP;
+	}
+	if (j != NULL)
+		syslog(LOG_ERR, "recovery %s: %s: not rolled back; the interrupted update's "
+		    "original octets (from offset %ju) are kept in %s", md->path, why,
+		    (uintmax_t)j->start, md->rescue);
+	else
+		syslog(LOG_ERR, "recovery %s: %s: not applied; it is kept in %s", md->path, why,
+		    md->rescue);
+	return journal_clear(md->lockfd) < 0 ? MD_TEMP : MD_OK;
+}
+
+/* Finish, undo or leave alone an update a crash interrupted. Run under the
+ * delivery agents' locks, before the mbox is loaded. *done says it had
+ * finished. */
 static int
 recover(struct maildrop *md, int *done, char *err, size_t errlen)
 {
 	struct journal j;
 	struct commit c;
+	struct ident id;
 	struct stat st;
 	unsigned char sum[16];
 	char nul;
-	int committed;
+	int committed, other, r;
 
 	*done = 0;
-	if (fstat(md->lockfd, &st) < 0 || st.st_size == 0)
-		return MD_OK;
-	if ((size_t)st.st_size < sizeof(j) || pread_all(md->lockfd, &j, sizeof(j), 0) < 0 ||
-	    memcmp(j.magic, JOURNAL_MAGIC, sizeof(j.magic)) != 0 || j.start > j.size ||
-	    j.new_size > j.size || j.new_size < j.start ||
-	    (uint64_t)st.st_size < sizeof(j) + (j.size - j.start) ||
-	    journal_sum(&j, md->lockfd, sum) < 0 || memcmp(sum, j.sum, sizeof(sum)) != 0) {
+	r = journal_read(md->lockfd, &j, &other);
+	if (r < 0)
+		goto fail;
+	if (r == 0 && other)
+		return rescue(md, NULL, "a journal of another pop3d version", err, errlen);
+	if (r == 0) {
+		if (fstat(md->lockfd, &st) == 0 && st.st_size == 0)
+			return MD_OK;
 		syslog(LOG_WARNING, "recovery %s: incomplete journal discarded, mbox untouched",
 		    md->path);
 		return journal_clear(md->lockfd) < 0 ? MD_TEMP : MD_OK;
 	}
-	if (j.dev != (uint64_t)md->st.st_dev || j.ino != (uint64_t)md->st.st_ino) {
-		syslog(LOG_WARNING, "recovery %s: journal is for another file (inode %ju), discarded",
-		    md->path, (uintmax_t)j.ino);
-		return journal_clear(md->lockfd) < 0 ? MD_TEMP : MD_OK;
-	}
-	committed = pread_all(md->lockfd, &c, sizeof(c), (off_t)(sizeof(j) + j.size - j.start)) == 0 &&
-	    memcmp(c.magic, COMMIT_MAGIC, sizeof(c.magic)) == 0 &&
-	    (commit_sum(&j, sum), memcmp(sum, c.sum, sizeof(sum)) == 0);
 	if (fstat(md->fd, &st) < 0)
 		goto fail;
-	if (committed) {
-		if ((uint64_t)st.st_size <= j.new_size ||
-		    pread_all(md->fd, &nul, 1, (off_t)j.new_size) < 0 || nul != '\0') {
-			syslog(LOG_NOTICE, "recovery %s: interrupted update was complete, "
-			    "%ju octets removed", md->path, (uintmax_t)(j.size - j.new_size));
-			*done = 1;
-			return journal_clear(md->lockfd) < 0 ? MD_TEMP : MD_OK;
-		}
-		/* Not truncated: undo. Uncommit first, so a crash during the
-		 * rollback is taken for one before the commit next time. */
-		if (journal_commit(md, &j, 0) < 0)
-			goto fail;
+	file_ident(md->fd, &st, &id);
+	if (!same_ident(&j.id, &id) || strcmp(j.path, md->path) != 0) {
+		syslog(LOG_WARNING, "recovery %s: journal of another file (%s, inode %ju) dropped",
+		    md->path, j.path, (uintmax_t)j.id.ino);
+		return journal_clear(md->lockfd) < 0 ? MD_TEMP : MD_OK;
 	}
-	if (rollback(md, &j) < 0)
+	committed = pread_all(md->lockfd, &c, sizeof(c), commit_at(&j)) == 0 &&
+	    memcmp(c.magic, COMMIT_MAGIC, sizeof(c.magic)) == 0 &&
+	    (commit_sum(&j, sum), memcmp(sum, c.sum, sizeof(sum)) == 0);
+	if (committed && ((uint64_t)st.st_size <= j.new_size ||
+	    pread_all(md->fd, &nul, 1, (off_t)j.new_size) < 0 || nul != '\0')) {
+		syslog(LOG_NOTICE, "recovery %s: interrupted update was complete, "
+		    "%ju octets removed", md->path, (uintmax_t)(j.size - j.new_size));
+		*done = 1;
+		return journal_clear(md->lockfd) < 0 ? MD_TEMP : MD_OK;
+	}
+	/* To be undone: only if the mbox is still as the crash left it. */
+	if ((uint64_t)st.st_size < j.size)
+		return rescue(md, &j, "the mbox is shorter than before the interrupted update",
+		    err, errlen);
+	if (prefix_digest(md->fd, j.start, sum) < 0 || (r = region_matches(md, &j, committed)) < 0)
+		goto fail;
+	if (memcmp(sum, j.prefix, sizeof(sum)) != 0 || r == 0)
+		return rescue(md, &j, "the mbox was changed since the interrupted update",
+		    err, errlen);
+	/* Uncommit first, so a crash during the rollback is taken for one
+	 * before the commit next time. */
+	if ((committed && journal_commit(md, &j, 0) < 0) || rollback(md, &j) < 0)
 		goto fail;
 	syslog(LOG_NOTICE, "recovery %s: interrupted update rolled back, no message deleted",
 	    md->path);
@@ -942,21 +1301,8 @@ mbox_load(struct maildrop *md, char *err, size_t errlen)
 	struct stat jst;
 	int r, done;
 
-	/* O_NOATIME, as the owner may: reading leaves atime before mtime, so
-	 * "new mail" checks (biff, shells, procmail's wait) still see the mail. */
-	md->fd = open(md->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NOATIME);
-	if (md->fd < 0 && errno == EPERM)
-		md->fd = open(md->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
-	if (md->fd < 0 && errno == ENOENT)
+	if (md->fd < 0)
 		return MD_OK;           /* no mail yet: an empty maildrop */
-	if (md->fd < 0) {
-		snprintf(err, errlen, "%s: %s", md->path, strerror(errno));
-		return errno == ELOOP || errno == EACCES ? MD_PERM : MD_TEMP;
-	}
-	if (fstat(md->fd, &md->st) < 0 || !S_ISREG(md->st.st_mode)) {
-		snprintf(err, errlen, "%s: not a regular file", md->path);
-		return MD_PERM;
-	}
 	if (md->lockfd >= 0 && fstat(md->lockfd, &jst) == 0 && jst.st_size > 0) {
 		if (lock_all(md, F_WRLCK, err, errlen) < 0)
 			return MD_TEMP;
@@ -964,6 +1310,10 @@ mbox_load(struct maildrop *md, char *err, size_t errlen)
 		unlock_all(md);
 		if (r != MD_OK)
 			return r;
+	}
+	if (md->rescuefd >= 0) {        /* made in case; unused: state_gc removes it */
+		close(md->rescuefd);
+		md->rescuefd = -1;
 	}
 	if (lock_all(md, F_RDLCK, err, errlen) < 0)
 		return MD_TEMP;
@@ -974,6 +1324,7 @@ mbox_load(struct maildrop *md, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", md->path, strerror(errno));
 		r = MD_TEMP;
 	} else {
+		s->md = md;
 		s->fd = md->fd;
 		s->limit = md->st.st_size;
 		fp_init(&s->fp);
@@ -1037,28 +1388,97 @@ changed:
 
 /* ---- update ---- */
 
-/* Step 2: copy the kept messages and the appended mail down over
- * [start, new_size) and mark new_size with a NUL. */
-static int
-rewrite(struct maildrop *md, const struct journal *j)
+/* The pieces of [start, size) the update keeps, in order and merged: the
+ * messages not deleted and the mail appended since the load. NULL without
+ * memory. */
+static struct range *
+kept_ranges(struct maildrop *md, struct journal *j)
 {
-	off_t loaded = md->st.st_size, w = (off_t)j->start;
-	size_t i;
+	off_t loaded = md->st.st_size;
+	struct range *r = reallocarray(NULL, md->count + 1, sizeof(*r));
+	size_t i, n = 0;
 
-	for (i = 0; i < md->count; i++) {
-		struct msg *m = &md->msgs[i];
-		off_t next = i + 1 < md->count ? md->msgs[i + 1].start : loaded;
+	if (r == NULL)
+		return NULL;
+	for (i = 0; i <= md->count; i++) {
+		uint64_t from, to;
 
-		if (m->start < (off_t)j->start || m->deleted)
+		if (i < md->count) {
+			struct msg *m = &md->msgs[i];
+
+			if (m->start < (off_t)j->start || m->deleted)
+				continue;
+			from = (uint64_t)m->start;
+			to = (uint64_t)(i + 1 < md->count ? md->msgs[i + 1].start : loaded);
+		} else {
+			from = (uint64_t)loaded;
+			to = j->size;
+		}
+		if (to <= from)
 			continue;
-		if (copy_range(md->fd, m->start, md->fd, w, next - m->start) < 0)
-			return -1;
-		w += next - m->start;
+		if (n > 0 && r[n - 1].src + r[n - 1].len == from)
+			r[n - 1].len += to - from;
+		else
+			r[n++] = (struct range){ from, to - from };
 	}
-	if ((off_t)j->size > loaded &&
-	    copy_range(md->fd, loaded, md->fd, w, (off_t)j->size - loaded) < 0)
-		return -1;
+	j->nranges = n;
+	return r;
+}
+
+/* Step 2: copy the kept pieces down over [start, new_size) and mark
+ * new_size with a NUL. */
+static int
+rewrite(struct maildrop *md, const struct journal *j, const struct range *r)
+{
+	off_t w = (off_t)j->start;
+	uint64_t k;
+
+	for (k = 0; k < j->nranges; k++) {
+		if (copy_range(md, md->fd, (off_t)r[k].src, md->fd, w, (off_t)r[k].len) < 0)
+			return -1;
+		w += (off_t)r[k].len;
+	}
 	return pwrite_all(md->fd, "", 1, (off_t)j->new_size) < 0 || fsync(md->fd) < 0 ? -1 : 0;
+}
+
+/* Steps 1 to 4 (see the top of this file). */
+static int
+update_journaled(struct maildrop *md, struct journal *j, char *err, size_t errlen)
+{
+	struct range *r;
+	int bad;
+
+	if (md->lockfd < 0) {
+		snprintf(err, errlen, "%s: no journal", md->path);
+		return MD_TEMP;
+	}
+	if ((r = kept_ranges(md, j)) == NULL || prefix_digest(md->fd, j->start, j->prefix) < 0 ||
+	    journal_write(md, j, r) < 0) {
+		snprintf(err, errlen, "%s: writing the journal: %s", md->path, strerror(errno));
+		journal_clear(md->lockfd);
+		free(r);
+		return MD_TEMP;         /* the mbox was not touched */
+	}
+	bad = rewrite(md, j, r) < 0 || journal_commit(md, j, 1) < 0 ||
+	    ftruncate(md->fd, (off_t)j->new_size) < 0 || fsync(md->fd) < 0;
+	free(r);
+	if (bad) {
+		char why[512];
+		int done;
+
+		snprintf(err, errlen, "%s: update failed: %s", md->path, strerror(errno));
+		/* Do now what the next login would: the journal and the file
+		 * tell recover() whether to finish or undo, in every phase. */
+		if (recover(md, &done, why, sizeof(why)) != MD_OK)
+			syslog(LOG_ERR, "error %s; the next login recovers from the journal", why);
+		else if (done)
+			md->not_removed = 0;    /* removed, but not known to be on disk */
+		return MD_TEMP;
+	}
+	if (journal_clear(md->lockfd) < 0)
+		syslog(LOG_WARNING, "warning %s: emptying the journal: %s (recovery will finish it)",
+		    md->path, strerror(errno));
+	return MD_OK;
 }
 
 static int
@@ -1083,47 +1503,20 @@ update_locked(struct maildrop *md, char *err, size_t errlen)
 			j.start = (uint64_t)m->start;
 		}
 	}
-	if (j.new_size == j.start) {
-		/* Nothing to move: one truncate, atomic, is the whole update. A
-		 * failed fsync after it cannot be undone: the messages are gone,
-		 * or back after a power loss; nothing else is lost. */
-		if (ftruncate(md->fd, (off_t)j.start) < 0) {
-			snprintf(err, errlen, "%s: update failed: %s", md->path, strerror(errno));
-			return MD_TEMP;
-		}
-		if (fsync(md->fd) < 0) {
-			snprintf(err, errlen, "%s: update failed: %s", md->path, strerror(errno));
-			md->not_removed = 0;    /* removed, but not known to be on disk */
-			return MD_TEMP;
-		}
-		return MD_OK;
-	}
-	if (md->lockfd < 0) {
-		snprintf(err, errlen, "%s: no journal", md->path);
-		return MD_TEMP;
-	}
-	if (journal_write(md, &j) < 0) {
-		snprintf(err, errlen, "%s: writing the journal: %s", md->path, strerror(errno));
-		journal_clear(md->lockfd);
-		return MD_TEMP;         /* the mbox was not touched */
-	}
-	if (rewrite(md, &j) < 0 || journal_commit(md, &j, 1) < 0 ||
-	    ftruncate(md->fd, (off_t)j.new_size) < 0 || fsync(md->fd) < 0) {
-		char why[512];
-		int done;
-
+	if (j.new_size != j.start)
+		return update_journaled(md, &j, err, errlen);
+	/* Nothing to move: one truncate, atomic, is the whole update. A failed
+	 * fsync after it cannot be undone: the messages are gone, or back after
+	 * a power loss; nothing else is lost. */
+	if (ftruncate(md->fd, (off_t)j.start) < 0) {
 		snprintf(err, errlen, "%s: update failed: %s", md->path, strerror(errno));
-		/* Do now what the next login would: the journal and the file
-		 * tell recover() whether to finish or undo, in every phase. */
-		if (recover(md, &done, why, sizeof(why)) != MD_OK)
-			syslog(LOG_ERR, "error %s; the next login recovers from the journal", why);
-		else if (done)
-			md->not_removed = 0;    /* removed, but not known to be on disk */
 		return MD_TEMP;
 	}
-	if (journal_clear(md->lockfd) < 0)
-		syslog(LOG_WARNING, "warning %s: emptying the journal: %s (recovery will finish it)",
-		    md->path, strerror(errno));
+	if (fsync(md->fd) < 0) {
+		snprintf(err, errlen, "%s: update failed: %s", md->path, strerror(errno));
+		md->not_removed = 0;    /* removed, but not known to be on disk */
+		return MD_TEMP;
+	}
 	return MD_OK;
 }
 

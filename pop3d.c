@@ -106,7 +106,8 @@ live_totals(const struct session *s, size_t *n, uint64_t *octets)
 	for (i = 0; i < s->md.count; i++)
 		if (!s->md.msgs[i].deleted) {
 			(*n)++;
-			*octets += s->md.msgs[i].size;
+			*octets = s->md.msgs[i].size > UINT64_MAX - *octets ? UINT64_MAX :
+			    *octets + s->md.msgs[i].size;
 		}
 }
 
@@ -157,7 +158,7 @@ prelogin_limit(const struct session *s)
 	return s->io.timeout > MAX_PRELOGIN_SECONDS ? s->io.timeout : MAX_PRELOGIN_SECONDS;
 }
 
-/* 1 when the channel has a request or was closed within ms, else 0. */
+/* What poll says of the channel within ms: 0 nothing, else its revents. */
 static int
 wait_chan(int chan, int ms)
 {
@@ -167,7 +168,30 @@ wait_chan(int chan, int ms)
 	do
 		r = poll(&p, 1, ms);
 	while (r < 0 && errno == EINTR);
-	return r != 0;
+	return r > 0 ? p.revents | POLLIN : 0;
+}
+
+/* Wait at most ms for the pre-login process to end, then kill it: its
+ * status. Every wait of the monitor has a deadline. */
+static int
+reap(pid_t child, int ms)
+{
+	struct timespec pause = { 0, 1000000L };
+	int status = 0;
+	pid_t r;
+
+	for (;;) {
+		r = waitpid(child, &status, WNOHANG);
+		if (r == child || (r < 0 && errno != EINTR))
+			return status;
+		if (ms-- <= 0) {
+			kill(child, SIGKILL);
+			while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+				;
+			return status;
+		}
+		nanosleep(&pause, NULL);
+	}
 }
 
 static int
@@ -211,7 +235,27 @@ verify(struct session *s, const struct authreq *req, int *limit)
 	return AUTH_FAIL;
 }
 
-/* After a good password: lock, become the user, load, enter TRANSACTION. */
+/* Open the maildrop with the user's rights, lock it as root, then become the
+ * user for good: MD_* with a reason in err. */
+static int
+open_and_lock(struct session *s, char *err, size_t errlen)
+{
+	int r;
+
+	if (auth_assume(&s->who, s->group, err, errlen) < 0)
+		return MD_PERM;
+	r = maildrop_open(&s->md, s->who.maildrop, err, errlen);
+	if (auth_unassume(err, errlen) < 0)
+		return MD_PERM;
+	if (r == MD_OK)
+		r = maildrop_lock(&s->md, s->lockdir, err, errlen);
+	if (r == MD_OK && auth_become(&s->who, s->group, err, errlen) < 0)
+		r = MD_PERM;
+	return r;
+}
+
+/* After a good password: open, lock, become the user, load, enter
+ * TRANSACTION. The session then holds no secret of any user. */
 static int
 login(struct session *s)
 {
@@ -220,12 +264,13 @@ login(struct session *s)
 	uint64_t octets;
 	int r;
 
-	r = maildrop_lock(&s->md, s->who.maildrop, s->lockdir, err, sizeof(err));
-	if (r == MD_OK) {
-		if (auth_become(&s->who, s->group, err, sizeof(err)) < 0)
-			return fatal(s, "SYS/PERM", err);
+	auth_forget(&s->auth);
+	if (getuid() == 0)
+		s->md.group = s->group;         /* dotlocks: see auth_group */
+	err[0] = '\0';
+	r = open_and_lock(s, err, sizeof(err));
+	if (r == MD_OK)
 		r = maildrop_load(&s->md, err, sizeof(err));
-	}
 	if (r == MD_INUSE) {
 		syslog(LOG_NOTICE, "in-use user=%s rhost=%s", s->who.name, s->rhost);
 		reply(s, "-ERR [IN-USE] maildrop is locked by another session");
@@ -345,12 +390,12 @@ static int
 monitor(struct session *s, int chan, pid_t child)
 {
 	struct authreq req;
-	int r, left, limit = 0, status = 0, in = 0;
+	int r, left, limit = 0, status, in = 0;
 
 	for (;;) {
 		/* The child's own alarm ends it in time; should it no longer
 		 * (subverted), the monitor does, a little later. */
-		left = (int)((prelogin_limit(s) + 5 - elapsed(s)) * 1000);
+		left = (int)((prelogin_limit(s) + PRELOGIN_GRACE - elapsed(s)) * 1000);
 		if (left <= 0 || !wait_chan(chan, left)) {
 			syslog(LOG_WARNING, "error privsep: pre-login process outstayed its time "
 			    "limit rhost=%s", s->rhost);
@@ -358,10 +403,10 @@ monitor(struct session *s, int chan, pid_t child)
 			break;
 		}
 		r = privsep_receive(chan, &req);
+		if (r == 0)
+			break;          /* the child is done: QUIT, timeout, failures */
 		if (r == 1)
 			r = verify(s, &req, &limit);
-		else if (r == 0)
-			break;          /* the child is done: QUIT, timeout, failures */
 		if (r < 0) {
 			syslog(LOG_ERR, "error privsep: malformed request from the pre-login "
 			    "process rhost=%s", s->rhost);
@@ -378,18 +423,22 @@ monitor(struct session *s, int chan, pid_t child)
 		}
 		explicit_bzero(&req, sizeof(req));
 		if (r != AUTH_FAIL || limit) {
-			/* It exits at once on success, or after its last -ERR;
-			 * one that lingers (subverted) is ended. */
-			if (!wait_chan(chan, 5000))
+			/* The last answer: the child exits now, which closes
+			 * the channel. Anything else on it, or nothing within
+			 * the grace time, and the child is ended. */
+			if (!(wait_chan(chan, PRELOGIN_GRACE * 1000) & POLLHUP)) {
+				syslog(LOG_ERR, "error privsep: pre-login process went on after "
+				    "its last answer rhost=%s", s->rhost);
 				kill(child, SIGKILL);
+			}
 			break;
 		}
 	}
 	close(chan);
-	while (waitpid(child, &status, 0) < 0 && errno == EINTR)
-		;
-	if (in)
+	status = reap(child, PRELOGIN_GRACE * 1000);
+	if (in && WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return login(s);
+	auth_forget(&s->auth);
 	/* Log for the pre-login process, which cannot. */
 	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
 		syslog(LOG_NOTICE, "timeout user=- rhost=%s limit=%ds", s->rhost, prelogin_limit(s));
@@ -537,6 +586,9 @@ send_message(struct session *s, size_t i, long lines, const char *first)
 		syslog(LOG_WARNING, "warning user=%s rhost=%s: %s", s->who.name, s->rhost, err);
 		if (r == MD_GONE)
 			reply(s, "-ERR message %zu was removed by another program", i + 1);
+		else if (r == MD_PERM)
+			reply(s, "-ERR [SYS/PERM] message %zu cannot be served, ask your "
+			    "administrator", i + 1);
 		else
 			reply(s, "-ERR [SYS/TEMP] maildrop changed by another program, try later");
 		return GO_ON;
@@ -974,6 +1026,9 @@ main(int argc, char **argv)
 	if (privsep_setup(&pl, s->lockdir, s->prelogin_user, s->prelogin_user_given,
 	    err, sizeof(err)) < 0)
 		return startup_error(s, err);
+	s->auth.hash_drop = pl.active;  /* password hashing runs as the pre-login user */
+	s->auth.hash_uid = pl.uid;
+	s->auth.hash_gid = pl.gid;
 	(void)setsockopt(in, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)); /* fails on pipes */
 
 	pid = privsep_fork(&pl, &chan, err, sizeof(err));
@@ -987,7 +1042,7 @@ main(int argc, char **argv)
 		s->chan = chan;
 		closelog();
 		alarm((unsigned)prelogin_limit(s));
-		explicit_bzero(s->auth.dummy, sizeof(s->auth.dummy));
+		auth_forget(&s->auth);
 		if (s->stamp[0] != '\0')
 			reply(s, "+OK pop3d ready %s", s->stamp);
 		else

@@ -4,8 +4,9 @@
  * Everything a client sends before login is read and parsed by a child
  * process that has chrooted into an empty root-owned directory and switched
  * to an unprivileged user of its own, with no way back (setres[ug]id, no
- * supplementary groups, PR_SET_NO_NEW_PRIVS). It cannot read the user file or
- * any maildrop. For each login attempt it sends the privileged monitor one
+ * supplementary groups, PR_SET_NO_NEW_PRIVS), then set resource limits and a
+ * system call allow-list (sandbox.c). It cannot read the user file or any
+ * maildrop, open a file or a socket, or start a process. For each login attempt it sends the privileged monitor one
  * fixed-size record over a SOCK_SEQPACKET socketpair, which the monitor checks
  * as untrusted input; the monitor answers with one octet. On success the
  * child exits and the monitor carries on with the session.
@@ -28,6 +29,7 @@
 #endif
 
 #include "privsep.h"
+#include "sandbox.h"
 
 /* Open (creating it when missing) the directory name relative to at: it
  * must be root's and not writable by group or others. fd, or -1. */
@@ -159,6 +161,9 @@ privsep_fork(const struct prelogin *pl, int *chan, char *err, size_t errlen)
 			return -2;
 		if (pl->rootfd >= 0)
 			close(pl->rootfd);
+		/* The channel is the last descriptor it opened: no new ones. */
+		if (sandbox_enter(SANDBOX_PRELOGIN, *chan + 1, err, errlen) < 0)
+			return -2;
 		return 0;
 	}
 	close(sv[1]);

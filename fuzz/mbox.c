@@ -42,7 +42,8 @@ open_mbox(struct maildrop *md)
 
 	maildrop_init(md);
 	md->dotlock = 0;
-	if (maildrop_lock(md, path, state, err, sizeof(err)) != MD_OK)
+	if (maildrop_open(md, path, err, sizeof(err)) != MD_OK ||
+	    maildrop_lock(md, state, err, sizeof(err)) != MD_OK)
 		abort();
 }
 

@@ -359,7 +359,7 @@ def commit_rule(w, op):
     data = w.read()
     chunks, _ = corpus()
     start = data.index(chunks[1])
-    n = -(-(len(data) - start) // COPY_SIZE) + 1 + 1   # data, header, commit
+    n = 1 + -(-(len(data) - start) // COPY_SIZE) + 1 + 1   # ranges, data, header, commit
     return "pwrite:%d:EIO:ino=%d" % (n, j)
 
 
@@ -524,6 +524,10 @@ class Tmpfs:
             pass
 
 
+# the journal's fixed part for DELE 1: the header and its one kept range
+JHEAD = mc.HEADER + 16
+
+
 def enospc_case(leave_pages, chunks=None, log=JOURNAL_ERR + " No space"):
     if not IS_ROOT:
         raise Skip("needs root (mount -t tmpfs)")
@@ -543,11 +547,11 @@ def enospc_case(leave_pages, chunks=None, log=JOURNAL_ERR + " No space"):
         assert w.run().startswith("+OK")              # creates the journal file
         journal = w.journal_path()
         assert journal and os.stat(journal).st_size == 0
-        need = (mc.HEADER + len(original) + 4095) // 4096
+        need = (JHEAD + len(original) + 4095) // 4096
         fs.fill_up(leave_pages(need))
         free = fs.free_pages()
         print("#   tmpfs: %d pages free (the dotlock takes 1), the journal needs %d"
-              % (free, need + (1 if (mc.HEADER + len(original)) % 4096 == 0 else 0)))
+              % (free, need + (1 if (JHEAD + len(original)) % 4096 == 0 else 0)))
         st = w.run((1,))
         expect_sys_temp(st)
         expect_log(w, log)
@@ -586,21 +590,21 @@ def enospc_journal_half_fits():
 
 @test(root=True)
 def enospc_commit_record_does_not_fit():
-    # a mbox whose journal (64-octet header + every octet: DELE 1) ends
+    # a mbox whose journal (header, one range + every octet: DELE 1) ends
     # exactly on a page boundary, and exactly those pages free (plus the
     # dotlock's): only the commit record finds no room
     chunks, _ = corpus()
     total = sum(len(c) for c in chunks)
-    pad = (-(total + mc.HEADER)) % 4096
+    pad = (-(total + JHEAD)) % 4096
     if pad < 200:
         pad += 4096
     chunks.insert(1, FROM + mb.message(b"pad", b"p" * (pad - len(FROM) - 40) + b"\n"))
     chunks[1] += b"\n"
     total = sum(len(c) for c in chunks)
-    extra = (-(total + mc.HEADER)) % 4096
+    extra = (-(total + JHEAD)) % 4096
     chunks[1] = chunks[1][:-2] + b"p" * extra + b"\n\n"
     total = sum(len(c) for c in chunks)
-    assert (total + mc.HEADER) % 4096 == 0, total
+    assert (total + JHEAD) % 4096 == 0, total
     enospc_case(lambda need: need + 1, chunks=chunks, log=UPDATE_ERR + " No space")
 
 

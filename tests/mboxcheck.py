@@ -85,14 +85,23 @@ def read_locked(path):
 
 
 # ---- pop3d's journal, read from the outside to tell where a kill landed.
-# Layout (mbox.c): header = magic[8] dev ino start size new_size (u64 each)
-# sum[16] = 64 octets, then the saved octets [start, size), then a commit
-# record magic[8] sum[16].
+# Layout (mbox.c, struct journal): magic[8]; the mbox's identity dev ino uid
+# (u64) btime_sec (i64) btime_nsec gen flags (u64); start size new_size
+# nranges (u64); prefix[16]; path[4096]; sum[16] = 4224 octets; then nranges
+# (src, len) pairs of u64; then the saved octets [start, size); then a commit
+# record magic[8] sum[16].  sum and the commit's digest: journal_digest().
 
-JOURNAL_MAGIC = b"POP3DJ1\n"
-COMMIT_MAGIC = b"POP3DC1\n"
-HEADER = 64
+JOURNAL_MAGIC = b"POP3DJ2\n"
+COMMIT_MAGIC = b"POP3DC2\n"
+_HEADER = struct.Struct("<8s3QqQQQ4Q16s4096s16s")
+HEADER = _HEADER.size
 COMMIT = 24
+SUM_AT = HEADER - 16
+
+
+def journal_digest(data):
+    """The digest pop3d's journal uses (mbox.c, struct digest)."""
+    return hashlib.md5(data).digest()
 
 
 class Journal:
@@ -101,21 +110,32 @@ class Journal:
         self.valid = False
         self.committed = False
         self.start = self.orig_size = self.new_size = None
+        self.ranges = []
+        self.path = None
+        self.uid = self.ino = None
         self.saved = b""
         if len(data) < HEADER or data[:8] != JOURNAL_MAGIC:
             return
-        _dev, _ino, start, size, new_size = struct.unpack("<5Q", data[8:48])
-        if not (start <= new_size <= size) or len(data) < HEADER + size - start:
+        f = _HEADER.unpack(data[:HEADER])
+        _dev, ino, uid = f[1:4]
+        start, size, new_size, nranges = f[8:12]
+        if not (start <= new_size <= size) or nranges > size - start:
             return
-        saved = data[HEADER:HEADER + size - start]
-        if hashlib.md5(data[:48] + saved).digest() != data[48:64]:
+        saved_at = HEADER + 16 * nranges
+        if len(data) < saved_at + size - start:
+            return
+        if journal_digest(data[:SUM_AT] + data[HEADER:saved_at + size - start]) != f[14]:
             return
         self.valid = True
         self.start, self.orig_size, self.new_size = start, size, new_size
-        self.saved = saved
-        c = data[HEADER + size - start:HEADER + size - start + COMMIT]
+        self.ino, self.uid = ino, uid
+        self.path = f[13].split(b"\0", 1)[0]
+        self.ranges = [struct.unpack("<2Q", data[HEADER + 16 * k:HEADER + 16 * k + 16])
+                       for k in range(nranges)]
+        self.saved = data[saved_at:saved_at + size - start]
+        c = data[saved_at + size - start:saved_at + size - start + COMMIT]
         self.committed = (len(c) == COMMIT and c[:8] == COMMIT_MAGIC
-                          and c[8:] == hashlib.md5(data[48:64]).digest())
+                          and c[8:] == journal_digest(f[14]))
 
 
 def read_journal(path):

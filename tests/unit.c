@@ -201,7 +201,8 @@ load(struct maildrop *md, const char *data, size_t len)
 	if (write_file(path, data, len) < 0)
 		return -1;
 	maildrop_init(md);
-	if ((r = maildrop_lock(md, path, state, err, sizeof(err))) != MD_OK)
+	if ((r = maildrop_open(md, path, err, sizeof(err))) != MD_OK ||
+	    (r = maildrop_lock(md, state, err, sizeof(err))) != MD_OK)
 		return r;
 	return maildrop_load(md, err, sizeof(err));
 }
@@ -458,7 +459,8 @@ load_maildir(struct maildrop *md, const char *sub)
 
 	snprintf(path, sizeof(path), "%s/%s/", tmpdir, sub);
 	maildrop_init(md);
-	if ((r = maildrop_lock(md, path, "/nonexistent", err, sizeof(err))) != MD_OK)
+	if ((r = maildrop_open(md, path, err, sizeof(err))) != MD_OK ||
+	    (r = maildrop_lock(md, "/nonexistent", err, sizeof(err))) != MD_OK)
 		return r;
 	r = maildrop_load(md, err, sizeof(err));
 	if (r != MD_OK && r != MD_INUSE)
