@@ -25,8 +25,8 @@ ALL_CFLAGS = -std=c11 $(WARNINGS) -D_FILE_OFFSET_BITS=64 $(CRYPT_CFLAGS) $(SD_CF
 	$(CFLAGS) $(CFLAGS_EXTRA)
 LIBS = $(CRYPT_LIBS) $(SD_LIBS)
 
-OBJS = pop3d.o io.o auth.o privsep.o sandbox.o maildrop.o mbox.o maildir.o md5.o
-HDRS = config.h io.h auth.h privsep.h sandbox.h maildrop.h md5.h lfscan.h
+OBJS = pop3d.o io.o auth.o privsep.o sandbox.o maildrop.o mbox.o maildir.o md5.o xxh3.o
+HDRS = config.h io.h auth.h privsep.h sandbox.h maildrop.h md5.h xxh3.h lfscan.h
 SRCS = $(OBJS:.o=.c)
 ASAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
@@ -38,7 +38,7 @@ pop3d: $(OBJS)
 %.o: %.c $(HDRS)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-LIBOBJS = io.o auth.o privsep.o sandbox.o maildrop.o mbox.o maildir.o md5.o
+LIBOBJS = io.o auth.o privsep.o sandbox.o maildrop.o mbox.o maildir.o md5.o xxh3.o
 
 tests/unit: tests/unit.c $(LIBOBJS) $(HDRS)
 	$(CC) $(ALL_CFLAGS) -I. -o $@ tests/unit.c $(LIBOBJS) $(LIBS)

@@ -1,21 +1,31 @@
 /*
  * maildir.c - the Maildir back end of maildrop.c.
  *
- * Messages are the regular files in new/ and cur/ (never tmp/, never
- * dot-files), ordered by delivery time, the number before the first "." of
- * the name, then by the rest of the unique name (the part before ":"). The
- * size as sent comes from a ",W=<n>" field of the name when there is one
- * (Dovecot and Courier write it), else from counting the file. The UIDL is
- * the unique name, or the MD5 of it when it does not fit the UIDL rules.
+ * Messages are the regular files of the user's in new/ and cur/ (never tmp/,
+ * never dot-files), ordered by delivery time, the number before the first "."
+ * of the name, then by the rest of the unique name. The unique name is the
+ * name up to its info: the first ":", or a ";" or "!" followed by "2," (what
+ * mbsync and others write where ":" is not allowed). The size as sent comes
+ * from a ",W=<n>" field of the name when there is one (Dovecot and Courier
+ * write it), plus the CR LF pop3d adds when the file does not end with a
+ * newline (its last octet is read at load); else from counting the file. A
+ * RETR of a message sized from its name counts the file first, and a message
+ * whose octets are not what LIST said is never sent under that size. The UIDL
+ * is the unique name, or the MD5 of it when it does not fit the UIDL rules.
  *
- * Other programs may work on the Maildir meanwhile: a message renamed (an IMAP
- * server changing flags, or moving it from new/ to cur/) is found again by its
- * unique name; one removed is gone for this session only.
+ * Every file is known by its inode too. Other programs may work on the
+ * Maildir meanwhile: a message renamed (an IMAP server changing flags, or
+ * moving it from new/ to cur/) is found again by its unique name and inode;
+ * one removed is gone for this session, even when another file of the same
+ * unique name is there. Files sharing a unique name ("twins", which no MDA
+ * should make) are all listed: the first (cur/ before new/) has the unique
+ * name as its UIDL, the others the MD5 of "<unique name>/<inode>".
  *
  * At QUIT deleted messages are unlinked, and messages sent whole by RETR get
- * the Seen flag (new/x -> cur/x:2,S; cur/x:2,F -> cur/x:2,FS). Each step is
- * one atomic unlink or rename, so a crash leaves every message in exactly one
- * place. The directories are fsynced before +OK.
+ * the Seen flag (new/x -> cur/x:2,S; cur/x:2,F -> cur/x:2,FS), each with the
+ * info separator its name has. Each step is one atomic unlink or rename of a
+ * file checked to be the one listed, so a crash leaves every message in
+ * exactly one place. The directories are fsynced before +OK.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -42,13 +52,23 @@ name_of(const struct maildrop *md, size_t i)
 	return md->names + md->msgs[i].name;
 }
 
-/* Octets of the unique part: the name up to the ":" that starts its info. */
+/* Where the name's info starts: its separator, or the terminating NUL. */
+static const char *
+info_of(const char *name)
+{
+	const char *p;
+
+	for (p = name; *p != '\0'; p++)
+		if (*p == ':' || ((*p == ';' || *p == '!') && p[1] == '2' && p[2] == ','))
+			break;
+	return p;
+}
+
+/* Octets of the unique part: the name up to its info. */
 static size_t
 unique_len(const char *name)
 {
-	const char *c = strchr(name, ':');
-
-	return c != NULL ? (size_t)(c - name) : strlen(name);
+	return (size_t)(info_of(name) - name);
 }
 
 static int
@@ -92,9 +112,10 @@ store_name(struct maildrop *md, const char *name)
 }
 
 static int
-add_message(struct maildrop *md, size_t *cap, const char *name, int in_new,
+add_message(struct maildrop *md, size_t *cap, const struct dirent *d, int in_new,
     char *err, size_t errlen)
 {
+	struct msg *m;
 	long off;
 
 	if (md->count == MAX_MESSAGES) {
@@ -111,14 +132,15 @@ add_message(struct maildrop *md, size_t *cap, const char *name, int in_new,
 		md->msgs = p;
 		*cap = n;
 	}
-	if ((off = store_name(md, name)) < 0)
+	if ((off = store_name(md, d->d_name)) < 0)
 		goto nomem;
-	memset(&md->msgs[md->count], 0, sizeof(md->msgs[0]));
-	md->msgs[md->count].name = (uint32_t)off;
-	md->msgs[md->count].ulen = (uint32_t)unique_len(name);
-	md->msgs[md->count].start = (off_t)delivery_time(name);
-	md->msgs[md->count].in_new = (unsigned char)in_new;
-	md->count++;
+	m = &md->msgs[md->count++];
+	memset(m, 0, sizeof(*m));
+	m->name = (uint32_t)off;
+	m->ulen = (uint32_t)unique_len(d->d_name);
+	m->start = (off_t)delivery_time(d->d_name);
+	m->in_new = (unsigned char)in_new;
+	m->ino = (uint64_t)d->d_ino;
 	return MD_OK;
 nomem:
 	snprintf(err, errlen, "%s: out of memory", md->path);
@@ -169,7 +191,7 @@ scan_sub(struct maildrop *md, const char *sub, size_t *cap, char *err, size_t er
 	errno = 0;
 	while (r == MD_OK && (d = readdir(dir)) != NULL)
 		if (is_message(dirfd(dir), d))
-			r = add_message(md, cap, d->d_name, sub[0] == 'n', err, errlen);
+			r = add_message(md, cap, d, sub[0] == 'n', err, errlen);
 	if (r == MD_OK && errno != 0) {
 		snprintf(err, errlen, "%s/%s: %s", md->path, sub, strerror(errno));
 		r = MD_TEMP;
@@ -178,7 +200,8 @@ scan_sub(struct maildrop *md, const char *sub, size_t *cap, char *err, size_t er
 	return r;
 }
 
-/* Sorting: delivery time, then the unique name, then cur/ before new/. */
+/* Sorting: delivery time, then the unique name, then cur/ before new/, then
+ * the whole name. */
 
 static int
 cmp_msg(const void *a, const void *b, void *names)
@@ -196,22 +219,38 @@ cmp_msg(const void *a, const void *b, void *names)
 		return c;
 	if (lx != ly)
 		return lx < ly ? -1 : 1;
-	return (int)x->in_new - (int)y->in_new;
+	if (x->in_new != y->in_new)
+		return (int)x->in_new - (int)y->in_new;
+	return strcmp(nx, ny);
 }
 
-/* Order the messages in place; a message seen in both new/ and cur/ (moved
- * during the scan) counts once, as its cur/ copy. */
+/* Order the messages in place. A file seen in both new/ and cur/ (moved
+ * during the scan: the same inode) counts once, as its cur/ copy; other
+ * files of the same unique name are twins. */
 static void
 sort_messages(struct maildrop *md)
 {
-	size_t i, n = 0;
+	size_t i, n = 0, first = 0;
 
 	if (md->count == 0)
 		return;
 	qsort_r(md->msgs, md->count, sizeof(md->msgs[0]), cmp_msg, md->names);
-	for (i = 0; i < md->count; i++)
-		if (n == 0 || !same_unique(name_of(md, i), name_of(md, n - 1)))
-			md->msgs[n++] = md->msgs[i];
+	for (i = 0; i < md->count; i++) {
+		struct msg *m = &md->msgs[i];
+		size_t k;
+		int seen = 0;
+
+		if (n > 0 && same_unique(name_of(md, i), name_of(md, n - 1))) {
+			for (k = first; k < n; k++)
+				seen |= m->ino != 0 && md->msgs[k].ino == m->ino;
+			if (seen)
+				continue;
+			m->twin = 1;
+		} else {
+			first = n;
+		}
+		md->msgs[n++] = *m;
+	}
 	md->count = n;
 }
 
@@ -240,64 +279,93 @@ name_size(const char *name, uint64_t *size)
 }
 
 static int
+path_of(const struct maildrop *md, size_t i, char *path, size_t len)
+{
+	return snprintf(path, len, "%s/%s", md->msgs[i].in_new ? "new" : "cur",
+	    name_of(md, i)) < (int)len ? 0 : (errno = ENAMETOOLONG, -1);
+}
+
+static int
 open_message_file(struct maildrop *md, size_t i)
 {
 	char path[8 + NAME_MAX + 1];
 
-	const char *name = name_of(md, i);
-	size_t n = strlen(name);
-
-	if (n > NAME_MAX)
-		return errno = ENAMETOOLONG, -1;
-	memcpy(path, md->msgs[i].in_new ? "new/" : "cur/", 4);
-	memcpy(path + 4, name, n + 1);
+	if (path_of(md, i, path, sizeof(path)) < 0)
+		return -1;
 	/* O_NONBLOCK: a FIFO put in place of a message never blocks the open */
 	return openat(md->fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 }
 
-/* A message file must be a regular file of the user's: a hard link to
- * another user's mail, readable through a group, is not served. 0, or -1
- * (logged when the file is not the user's). */
+/* A message file must be a regular file of the user's (a hard link to
+ * another user's mail, readable through a group, is not served) and the very
+ * file listed (its inode). 0; -1 not the one listed; -2 not the user's
+ * (logged). */
 static int
 check_file(struct maildrop *md, size_t i, int fd, struct stat *st)
 {
 	if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode))
 		return -1;
+	if (md->msgs[i].ino != 0 && (uint64_t)st->st_ino != md->msgs[i].ino)
+		return -1;
 	if (st->st_uid != md->owner) {
 		syslog(LOG_WARNING, "warning %s: message %s is owned by uid %lu, not by the user "
 		    "(uid %lu): not served", md->path, name_of(md, i), (unsigned long)st->st_uid,
 		    (unsigned long)md->owner);
-		return -1;
+		return -2;
 	}
+	md->msgs[i].ino = (uint64_t)st->st_ino;
 	return 0;
 }
 
-/* Count a message's size from its file: 0, or -1 when the file is gone. */
+/* The size as sent of the open file fd: 0, or -1 on a read error. */
 static int
-count_size(struct maildrop *md, size_t i)
+count_fd(int fd, uint64_t *size)
 {
 	struct sizer z = { .last = -1 };
 	char buf[MBOX_READ_SIZE];
-	struct stat st;
+	off_t off = 0;
 	ssize_t n;
-	int fd = open_message_file(md, i);
+
+	while ((n = pread(fd, buf, sizeof(buf), off)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		sizer_add(&z, buf, (size_t)n);
+		off += n;
+	}
+	*size = sizer_size(&z);
+	return 0;
+}
+
+/* Find message i's size: from the name and the file's last octet, or by
+ * counting the file. 0, or -1 when the file is gone or not servable. */
+static int
+size_of(struct maildrop *md, size_t i)
+{
+	struct msg *m = &md->msgs[i];
+	struct stat st;
+	char last;
+	int fd = open_message_file(md, i), r = -1;
 
 	if (fd < 0)
 		return -1;
-	if (check_file(md, i, fd, &st) < 0) {
-		close(fd);
-		return -1;
+	if (check_file(md, i, fd, &st) < 0)
+		goto out;
+	if (name_size(name_of(md, i), &m->size) == 0) {
+		/* The name counts no final newline: the one pop3d adds */
+		if (st.st_size > 0 && pread(fd, &last, 1, st.st_size - 1) != 1)
+			goto out;
+		if (st.st_size > 0 && last != '\n')
+			m->size += 2;
+		m->named_size = 1;
+		r = 0;
+	} else {
+		r = count_fd(fd, &m->size);
 	}
-	while ((n = read(fd, buf, sizeof(buf))) > 0) {
-		sizer_add(&z, buf, (size_t)n);
-		if ((size_t)n < sizeof(buf))
-			break;  /* a short read of a regular file: its end */
-	}
+out:
 	close(fd);
-	if (n < 0)
-		return -1;
-	md->msgs[i].size = sizer_size(&z);
-	return 0;
+	return r;
 }
 
 /* Give back what the growing arrays reserved and did not use. */
@@ -320,8 +388,8 @@ measure(struct maildrop *md)
 	size_t i, n = 0;
 
 	for (i = 0; i < md->count; i++) {
-		if (name_size(name_of(md, i), &md->msgs[i].size) < 0 && count_size(md, i) < 0)
-			continue;       /* removed since the scan: not part of this session */
+		if (size_of(md, i) < 0)
+			continue;       /* removed since the scan, or not the user's */
 		md->msgs[n++] = md->msgs[i];
 	}
 	md->count = n;
@@ -365,26 +433,33 @@ maildir_uidl(const struct maildrop *md, size_t i, char out[UIDL_LEN])
 	size_t n = unique_len(name), j;
 	unsigned char d[16];
 	struct md5 ctx;
+	char ino[24];
 
 	for (j = 0; j < n && name[j] >= 0x21 && name[j] <= 0x7e; j++)
 		;
-	if (n >= 1 && n <= MAX_UIDL && j == n) {
+	if (n >= 1 && n <= MAX_UIDL && j == n && !md->msgs[i].twin) {
 		memcpy(out, name, n);
 		out[n] = '\0';
 		return;
 	}
 	md5_init(&ctx);
 	md5_update(&ctx, name, n);
+	if (md->msgs[i].twin) {
+		snprintf(ino, sizeof(ino), "/%ju", (uintmax_t)md->msgs[i].ino);
+		md5_update(&ctx, ino, strlen(ino));
+	}
 	md5_final(&ctx, d);
 	md5_hex(d, out);
 }
 
-/* Find message i again after another program renamed it: 0, or -1. */
+/* Find message i again after another program renamed it: the file of its
+ * unique name and inode. 0, or -1 (gone). */
 static int
 relocate(struct maildrop *md, size_t i)
 {
 	static const char *subs[] = { "cur", "new" };
 	const char *name = name_of(md, i);
+	uint64_t ino = md->msgs[i].ino;
 	struct dirent *d;
 	size_t s;
 
@@ -396,7 +471,8 @@ relocate(struct maildrop *md, size_t i)
 		while ((d = readdir(dir)) != NULL) {
 			long off;
 
-			if (!is_message(dirfd(dir), d) || !same_unique(d->d_name, name))
+			if (!is_message(dirfd(dir), d) || !same_unique(d->d_name, name) ||
+			    (ino != 0 && (uint64_t)d->d_ino != ino))
 				continue;
 			off = store_name(md, d->d_name);
 			closedir(dir);
@@ -411,48 +487,78 @@ relocate(struct maildrop *md, size_t i)
 	return -1;
 }
 
-int
-maildir_open_msg(struct maildrop *md, size_t i, char *err, size_t errlen)
+/* Is the name recorded for message i still its file? Else find it again.
+ * 0, or -1 (gone). */
+static int
+locate(struct maildrop *md, size_t i)
 {
+	char path[8 + NAME_MAX + 1];
 	struct stat st;
-	int fd = open_message_file(md, i);
 
-	if (fd < 0 && errno == ENOENT && relocate(md, i) == 0)
-		fd = open_message_file(md, i);
-	if (fd < 0) {
+	if (path_of(md, i, path, sizeof(path)) == 0 &&
+	    fstatat(md->fd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+	    (md->msgs[i].ino == 0 || (uint64_t)st.st_ino == md->msgs[i].ino))
+		return 0;
+	return relocate(md, i);
+}
+
+int
+maildir_open_msg(struct maildrop *md, size_t i, int whole, char *err, size_t errlen)
+{
+	struct msg *m = &md->msgs[i];
+	struct stat st;
+	uint64_t size = 0;
+	int fd, r;
+
+	if (locate(md, i) < 0) {
+		snprintf(err, errlen, "%s: message %s: gone", md->path, name_of(md, i));
+		return MD_GONE;
+	}
+	if ((fd = open_message_file(md, i)) < 0) {
 		snprintf(err, errlen, "%s: message %s: %s", md->path, name_of(md, i),
 		    strerror(errno));
 		return errno == ENOENT ? MD_GONE : MD_TEMP;
 	}
-	if (check_file(md, i, fd, &st) < 0) {
-		snprintf(err, errlen, "%s: message %s: not a regular file of the user's", md->path,
-		    name_of(md, i));
+	if ((r = check_file(md, i, fd, &st)) < 0) {
+		snprintf(err, errlen, "%s: message %s: %s", md->path, name_of(md, i),
+		    r == -2 ? "not the user's file" : "not the file listed: gone");
 		close(fd);
-		return MD_PERM;
+		return r == -2 ? MD_PERM : MD_GONE;
 	}
-	md->msgs[i].body = 0;
-	md->msgs[i].end = st.st_size;
+	/* A size taken from the name is checked before it is announced. */
+	if (whole && m->named_size && (count_fd(fd, &size) < 0 || size != m->size)) {
+		snprintf(err, errlen, "%s: message %s holds %ju octets as sent, not the %ju its "
+		    "name says: not sent (rename it without its ,W= field)", md->path,
+		    name_of(md, i), (uintmax_t)size, (uintmax_t)m->size);
+		close(fd);
+		return MD_TEMP;
+	}
+	m->body = 0;
+	m->end = st.st_size;
 	md->msgfd = fd;
 	return MD_OK;
 }
 
-/* The name message i gets once seen: cur/<unique>:2,<flags with S>, flags
- * kept in ASCII order. 0 with the name in out, or -1 when it needs none. */
+/* The name message i gets once seen: cur/<unique><sep>2,<flags with S>,
+ * flags kept in ASCII order, sep the name's own info separator (":" when it
+ * has none). 0 with the name in out, or -1 when it needs none. */
 static int
 seen_name(const struct maildrop *md, size_t i, char *out, size_t len)
 {
-	const char *name = name_of(md, i), *info = name + unique_len(name);
+	const char *name = name_of(md, i), *info = info_of(name);
 	const char *flags = "";
+	char sep = ':';
 	size_t n = 0;
 
-	if (info[0] == ':') {
-		if (strncmp(info, ":2,", 3) != 0)
+	if (info[0] != '\0') {
+		if (info[1] != '2' || info[2] != ',')
 			return -1;      /* an info we do not know: leave it alone */
+		sep = info[0];
 		flags = info + 3;
 		if (strchr(flags, 'S') != NULL && !md->msgs[i].in_new)
 			return -1;      /* already seen */
 	}
-	n = (size_t)snprintf(out, len, "cur/%.*s:2,", (int)unique_len(name), name);
+	n = (size_t)snprintf(out, len, "cur/%.*s%c2,", (int)(info - name), name, sep);
 	for (; *flags != '\0' && *flags < 'S' && n + 1 < len; flags++)
 		out[n++] = *flags;
 	if (strchr(flags, 'S') == NULL && n + 1 < len)
@@ -468,19 +574,21 @@ mark_seen(struct maildrop *md, size_t i)
 	int tries;
 
 	for (tries = 0; tries < 2; tries++) {
-		if (seen_name(md, i, to, sizeof(to)) < 0)
+		if (locate(md, i) < 0)
+			return 0;       /* removed by another program meanwhile */
+		if (seen_name(md, i, to, sizeof(to)) < 0 || path_of(md, i, from, sizeof(from)) < 0)
 			return 0;
-		snprintf(from, sizeof(from), "%s/%s", md->msgs[i].in_new ? "new" : "cur",
-		    name_of(md, i));
 		if (renameat(md->fd, from, md->fd, to) == 0)
 			return 0;
-		if (errno != ENOENT || relocate(md, i) < 0)
+		if (errno != ENOENT)
 			return -1;
 	}
 	return -1;
 }
 
-/* 0 when message i is gone from the Maildir, -1 when it could not be removed. */
+/* 0 when message i is gone from the Maildir, -1 when it could not be removed.
+ * Only the very file listed is removed: another of the same unique name is
+ * not the message the client deleted. */
 static int
 remove_message(struct maildrop *md, size_t i)
 {
@@ -488,14 +596,14 @@ remove_message(struct maildrop *md, size_t i)
 	int tries;
 
 	for (tries = 0; tries < 2; tries++) {
-		snprintf(path, sizeof(path), "%s/%s", md->msgs[i].in_new ? "new" : "cur",
-		    name_of(md, i));
+		if (locate(md, i) < 0)
+			return 0;       /* removed by another program: as wanted */
+		if (path_of(md, i, path, sizeof(path)) < 0)
+			return -1;
 		if (unlinkat(md->fd, path, 0) == 0)
 			return 0;
 		if (errno != ENOENT)
 			return -1;
-		if (relocate(md, i) < 0)
-			return 0;       /* removed by another program: as wanted */
 	}
 	return -1;
 }

@@ -370,13 +370,13 @@ maildrop_uidl(const struct maildrop *md, size_t i, char out[UIDL_LEN])
 }
 
 int
-maildrop_open_msg(struct maildrop *md, size_t i, char *err, size_t errlen)
+maildrop_open_msg(struct maildrop *md, size_t i, int whole, char *err, size_t errlen)
 {
 	if (md->msgfd >= 0 && md->msgfd != md->fd)
 		close(md->msgfd);
 	md->msgfd = -1;
 	if (md->kind == KIND_MAILDIR)
-		return maildir_open_msg(md, i, err, errlen);
+		return maildir_open_msg(md, i, whole, err, errlen);
 	md->msgfd = md->fd;
 	return mbox_verify(md, err, errlen);
 }
@@ -428,6 +428,7 @@ struct sender {
 	uint64_t linelen;               /* content octets of the current line so far */
 	int in_header;
 	long lines;                     /* body lines still wanted, or -1 for all */
+	uint64_t stuffed;               /* dots added by dot-stuffing */
 };
 
 /* Convert one chunk; returns 1 when TOP has sent all it wants. */
@@ -440,8 +441,10 @@ send_chunk(struct sender *t, const char *p, const char *q)
 		if (t->bol) {
 			if (!t->in_header && t->lines == 0)
 				return 1;
-			if (*p == '.')
+			if (*p == '.') {
 				io_put(t->io, ".", 1);
+				t->stuffed++;
+			}
 			t->bol = 0;
 			t->linelen = 0;
 		}
@@ -488,8 +491,10 @@ send_all(struct sender *t, const char *p, const char *q)
 
 		if (t->bol) {
 			t->bol = 0;
-			if (*p == '.')
+			if (*p == '.') {
 				io_put(io, ".", 1);
+				t->stuffed++;
+			}
 		}
 		lf = lf_next(&it, p);
 		e = lf != NULL ? lf : q;
@@ -531,6 +536,7 @@ maildrop_send(struct maildrop *md, size_t i, long lines, struct io *io,
 {
 	const struct msg *m = &md->msgs[i];
 	struct sender t = { .io = io, .bol = 1, .in_header = 1, .lines = lines };
+	uint64_t before = io->sent;
 	off_t off = m->body;
 	char *buf;
 
@@ -566,6 +572,12 @@ maildrop_send(struct maildrop *md, size_t i, long lines, struct io *io,
 	}
 	if (md->kind == KIND_MBOX && mbox_verify(md, err, errlen) != MD_OK)
 		return -1;
+	if (lines < 0 && !io->failed && io->sent - before - t.stuffed != m->size) {
+		snprintf(err, errlen, "%s: message %zu came to %ju octets, not the %ju listed: "
+		    "not ended", md->path, i + 1, (uintmax_t)(io->sent - before - t.stuffed),
+		    (uintmax_t)m->size);
+		return -1;
+	}
 	return io->failed ? -1 : 0;
 }
 

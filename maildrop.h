@@ -22,13 +22,16 @@ struct msg {
 	off_t body;                     /* first octet to send (maildir: 0) */
 	off_t end;                      /* end of the message, before any separator line */
 	uint64_t size;                  /* octets as sent: CRLF line ends, no dot-stuffing */
-	unsigned char digest[16];       /* mbox: UIDL digest */
+	unsigned char digest[16];       /* mbox: UIDL digest (XXH3-128) */
 	uint32_t dup;                   /* mbox: earlier messages with the same digest */
 	uint32_t name;                  /* maildir: offset of the file name in names */
 	unsigned char deleted;          /* marked by DELE */
 	unsigned char seen;             /* sent whole by RETR */
 	unsigned char in_new;           /* maildir: in new/, else in cur/ */
-	uint32_t ulen;                  /* maildir: octets of the unique name (in the padding) */
+	unsigned char named_size;       /* maildir: size from the name's ,W= */
+	unsigned char twin;             /* maildir: not the first file of its unique name */
+	uint32_t ulen;                  /* maildir: octets of the unique name */
+	uint64_t ino;                   /* maildir: the file's inode, or 0 */
 };
 
 struct maildrop {
@@ -43,7 +46,7 @@ struct maildrop {
 	int msgfd;                      /* the message being sent */
 	struct stat st;                 /* mbox: the file when loaded */
 	struct stat vst;                /* mbox: the file when last found unchanged */
-	uint64_t hash[2];               /* mbox: fingerprint of the octets loaded */
+	unsigned char hash[16];         /* mbox: digest (XXH3-128) of the octets loaded */
 	int dotlock;                    /* mbox: take <mbox>.lock too (default) */
 	int dotlockfd;                  /* mbox: the dotlock we hold, or -1 */
 	struct timespec dotlock_touched;/* mbox: when it was made or last refreshed */
@@ -72,12 +75,14 @@ int maildrop_lock(struct maildrop *, const char *lockdir, char *err, size_t errl
 int maildrop_load(struct maildrop *, char *err, size_t errlen);
 /* The UIDL of message i (0-based). */
 void maildrop_uidl(const struct maildrop *, size_t i, char out[UIDL_LEN]);
-/* Before "+OK" to RETR or TOP: MD_GONE when another program removed message i,
- * MD_TEMP when it can no longer be read as loaded. */
-int maildrop_open_msg(struct maildrop *, size_t i, char *err, size_t errlen);
+/* Before "+OK" to RETR (whole) or TOP: MD_GONE when another program removed
+ * message i, MD_TEMP when it can no longer be read as loaded or is not the
+ * size listed, MD_PERM when it is not the user's. */
+int maildrop_open_msg(struct maildrop *, size_t i, int whole, char *err, size_t errlen);
 /* Send the opened message i to io with CRLF line ends and dot-stuffing,
  * without the final ".": all of it when lines < 0, else the header and that
- * many body lines. -1 when it could not be sent whole and unchanged. */
+ * many body lines. -1 when it could not be sent whole and unchanged, or (all
+ * of it) not in the size listed. */
 int maildrop_send(struct maildrop *, size_t i, long lines, struct io *io,
     char *err, size_t errlen);
 /* Remove the deleted messages, keeping mail delivered since the load. */
@@ -94,7 +99,7 @@ int mbox_update(struct maildrop *, char *err, size_t errlen);
  * (0), or none at all, torn or empty (-1)? */
 int mbox_journal_orphaned(int jfd, char *path, size_t len);
 int maildir_load(struct maildrop *, char *err, size_t errlen);
-int maildir_open_msg(struct maildrop *, size_t i, char *err, size_t errlen);
+int maildir_open_msg(struct maildrop *, size_t i, int whole, char *err, size_t errlen);
 int maildir_update(struct maildrop *, char *err, size_t errlen);
 void maildir_uidl(const struct maildrop *, size_t i, char out[UIDL_LEN]);
 /* Counting a stored message's size as sent, chunk by chunk. */

@@ -50,7 +50,7 @@
 #include "auth.h"
 #include "lfscan.h"
 #include "maildrop.h"
-#include "md5.h"
+#include "xxh3.h"
 
 #define JOURNAL_MAGIC "POP3DJ2\n"
 #define JOURNAL_ANY "POP3DJ"            /* any version's magic starts so */
@@ -99,27 +99,28 @@ struct commit {
 #define FS_IOC_GETVERSION _IOR('v', 1, long)
 #endif
 
-/* The digest of journals and of the kept prefix: integrity, not secrecy. */
+/* The digest of journals, of the kept prefix and of the octets loaded:
+ * XXH3-128, integrity, not secrecy. */
 struct digest {
-	struct md5 md5;
+	struct xxh3 x;
 };
 
 static void
 digest_init(struct digest *d)
 {
-	md5_init(&d->md5);
+	xxh3_init(&d->x);
 }
 
 static void
 digest_update(struct digest *d, const void *p, size_t n)
 {
-	md5_update(&d->md5, p, n);
+	xxh3_update(&d->x, p, n);
 }
 
 static void
 digest_final(struct digest *d, unsigned char out[16])
 {
-	md5_final(&d->md5, out);
+	xxh3_final(&d->x, out);
 }
 
 #ifdef F_OFD_SETLK
@@ -303,98 +304,6 @@ unlock_all(struct maildrop *md)
 	dotlock_drop(md);
 }
 
-/* ---- fingerprint: change detection, not security ---- */
-
-/* The octets as 64-bit words, word i into lane i%4 of two Fletcher-style
- * sums: a, the words' sum, which any single changed word always changes, and
- * b, the sum of the running sums, which also sees words moved or swapped. */
-struct fprint {
-	uint64_t a[4], b[4];
-	uint64_t word, total;
-	unsigned n;                     /* octets gathered in word */
-	unsigned lane;                  /* lane of the next word */
-};
-
-static void
-fp_init(struct fprint *f)
-{
-	memset(f, 0, sizeof(*f));
-}
-
-static void
-fp_word(struct fprint *f, uint64_t w)
-{
-	f->a[f->lane] += w;
-	f->b[f->lane] += f->a[f->lane];
-	f->lane = (f->lane + 1) & 3;
-}
-
-static void
-fp_add(struct fprint *f, const char *p, size_t n)
-{
-	f->total += n;
-	while (n > 0 && f->n > 0) {
-		f->word |= (uint64_t)(unsigned char)*p++ << (8 * f->n);
-		n--;
-		if (++f->n == 8) {
-			fp_word(f, f->word);
-			f->word = 0;
-			f->n = 0;
-		}
-	}
-	while (n >= 8 && f->lane != 0) {
-		uint64_t w;
-
-		memcpy(&w, p, 8);
-		fp_word(f, w);
-		p += 8;
-		n -= 8;
-	}
-	if (n >= 32) {
-		uint64_t a0 = f->a[0], a1 = f->a[1], a2 = f->a[2], a3 = f->a[3];
-		uint64_t b0 = f->b[0], b1 = f->b[1], b2 = f->b[2], b3 = f->b[3];
-
-		for (; n >= 32; p += 32, n -= 32) {
-			uint64_t w[4];
-
-			memcpy(w, p, 32);
-			b0 += a0 += w[0];
-			b1 += a1 += w[1];
-			b2 += a2 += w[2];
-			b3 += a3 += w[3];
-		}
-		f->a[0] = a0, f->a[1] = a1, f->a[2] = a2, f->a[3] = a3;
-		f->b[0] = b0, f->b[1] = b1, f->b[2] = b2, f->b[3] = b3;
-	}
-	for (; n >= 8; p += 8, n -= 8) {
-		uint64_t w;
-
-		memcpy(&w, p, 8);
-		fp_word(f, w);
-	}
-	for (; n > 0; n--)
-		f->word |= (uint64_t)(unsigned char)*p++ << (8 * f->n++);
-}
-
-/* One value into a chain: a bijection of h for each v and of v for each h,
- * so a change in any one value changes the result. */
-static inline uint64_t
-fold(uint64_t h, uint64_t v)
-{
-	h = (h ^ v) * 0x100000001b3ULL;        /* odd multiplier: a bijection */
-	return h ^ (h >> 29);
-}
-
-/* The two results: of the sums a (and the length), and of the sums b. */
-static void
-fp_end(struct fprint *f, uint64_t out[2])
-{
-	fp_word(f, f->word);
-	out[0] = fold(fold(fold(fold(fold(0xcbf29ce484222325ULL, f->a[0]), f->a[1]), f->a[2]),
-	    f->a[3]), f->total);
-	out[1] = fold(fold(fold(fold(0x9e3779b97f4a7c15ULL, f->b[0]), f->b[1]), f->b[2]), f->b[3]);
-}
-
 /* ---- scanning ---- */
 
 struct scan {
@@ -404,7 +313,7 @@ struct scan {
 	off_t limit;                    /* read no further than this */
 	size_t pos, len;                /* unread data is buf[pos..len) */
 	int error;
-	struct fprint fp;               /* of every octet read */
+	struct xxh3 fp;                 /* of every octet read */
 	char buf[MBOX_READ_SIZE];
 };
 
@@ -445,7 +354,7 @@ fill(struct scan *s)
 		s->error = errno;
 		return -1;
 	}
-	fp_add(&s->fp, s->buf + s->len, (size_t)n);
+	xxh3_update(&s->fp, s->buf + s->len, (size_t)n);
 	s->len += (size_t)n;
 	dotlock_refresh(s->md);
 	return n;
@@ -476,10 +385,10 @@ line_begin(struct scan *s, struct line *l)
 	return 1;
 }
 
-/* Consume the line begun, setting len, lf and cr. Its content (without the
- * line end) and then one LF are fed to feed when that is not NULL. */
+/* Consume the line begun, setting len, lf and cr. Its octets, line end
+ * included, are fed to feed when that is not NULL. */
 static int
-line_finish(struct scan *s, struct line *l, struct md5 *feed)
+line_finish(struct scan *s, struct line *l, struct xxh3 *feed)
 {
 	char last = 0;
 	int have_last = 0;
@@ -491,12 +400,9 @@ line_finish(struct scan *s, struct line *l, struct md5 *feed)
 		char *lf = l->lfp != NULL ? (char *)l->lfp : memchr(p, '\n', s->len - s->pos);
 		size_t n = lf != NULL ? (size_t)(lf - p) : s->len - s->pos;
 
+		if (feed != NULL)
+			xxh3_update(feed, p, n + (lf != NULL));
 		if (n > 0) {
-			if (feed != NULL) {
-				if (have_last)
-					md5_update(feed, &last, 1);
-				md5_update(feed, p, n - 1);
-			}
 			last = p[n - 1];
 			have_last = 1;
 		}
@@ -513,11 +419,6 @@ line_finish(struct scan *s, struct line *l, struct md5 *feed)
 			break;          /* end of file, or an error left in s->error */
 	}
 	l->cr = have_last && last == '\r';
-	if (feed != NULL) {
-		if (have_last && !(l->lf && l->cr))
-			md5_update(feed, &last, 1);
-		md5_update(feed, "\n", 1);
-	}
 	return s->error ? -1 : 0;
 }
 
@@ -535,67 +436,49 @@ is_blank(const struct line *l)
 	return l->head[0] == '\n' || (l->headlen >= 2 && l->head[0] == '\r' && l->head[1] == '\n');
 }
 
-static int
-has_prefix(const struct line *l, const char *name)
-{
-	size_t n = strlen(name);
-
-	return l->headlen >= n && strncasecmp(l->head, name, n) == 0;
-}
-
-/* Per-message state of the UIDL header selection. */
-struct hdrsel {
-	int received, delivered, delivery_id, date, msgid;
-	int current;                    /* the field being read is selected */
+/* Header fields that mail readers and other servers rewrite in messages
+ * already delivered (flags, their IMAP and POP3 ids, counts): never part of
+ * a UIDL. Names case-insensitive. */
+static const char *const volatile_fields[] = {
+	"Status", "X-Status", "X-Keywords", "X-UID", "X-IMAP", "X-IMAPbase",
+	"X-Mozilla-Status", "X-Mozilla-Status2", "X-Mozilla-Keys", "Content-Length",
+	"Lines", "X-UIDL", NULL
 };
 
-/* Does this header line (not a continuation) start a selected field? */
+/* Does this header line (not a continuation) start a volatile field? */
 static int
-select_field(struct hdrsel *h, const struct line *l)
+volatile_field(const struct line *l)
 {
-	int *seen = NULL;
+	size_t i, n;
 
-	if (has_prefix(l, "Received:"))
-		seen = &h->received;
-	else if (has_prefix(l, "Delivered-To:"))
-		seen = &h->delivered;
-	else if (has_prefix(l, "X-Delivery-ID:"))
-		seen = &h->delivery_id;
-	else if (has_prefix(l, "Date:") && !h->received)
-		seen = &h->date;
-	else if (has_prefix(l, "Message-ID:") && !h->received)
-		seen = &h->msgid;
-	if (seen == NULL || *seen)
-		return 0;
-	*seen = 1;
-	return 1;
+	for (i = 0; volatile_fields[i] != NULL; i++) {
+		n = strlen(volatile_fields[i]);
+		if (l->headlen > n && l->head[n] == ':' &&
+		    strncasecmp(l->head, volatile_fields[i], n) == 0)
+			return 1;
+	}
+	return 0;
 }
 
 struct parse {
 	struct maildrop *md;
 	size_t cap;
 	struct msg *m;                  /* the message being read, or NULL */
-	struct md5 ctx;
-	struct hdrsel sel;
+	struct xxh3 ctx;                /* its UIDL digest */
 	int in_header;
-	off_t body_start;               /* after the header's blank line */
+	int in_volatile;                /* the header field being read is volatile */
 	int blank_pending;              /* the last line was blank: separator or content? */
+	int blank_cr;                   /* (it was CR LF) */
 	off_t blank_start;
 };
 
 static void
 end_message(struct parse *p, off_t end)
 {
-	char tail[40];
-	off_t body;
-
 	if (p->m == NULL)
 		return;
 	p->m->end = end;
-	body = p->in_header ? end : p->body_start;
-	snprintf(tail, sizeof(tail), "body=%jd\n", (intmax_t)(end > body ? end - body : 0));
-	md5_update(&p->ctx, tail, strlen(tail));
-	md5_final(&p->ctx, p->m->digest);
+	xxh3_final(&p->ctx, p->m->digest);
 	p->m = NULL;
 }
 
@@ -623,27 +506,32 @@ begin_message(struct parse *p, const struct line *l, char *err, size_t errlen)
 	p->m = &md->msgs[md->count++];
 	memset(p->m, 0, sizeof(*p->m));
 	p->m->start = l->start;
-	memset(&p->sel, 0, sizeof(p->sel));
 	p->in_header = 1;
+	p->in_volatile = 0;
 	p->blank_pending = 0;
-	md5_init(&p->ctx);
+	xxh3_init(&p->ctx);
 	return 0;
 }
 
 /* A line of the message begins (not a From_ line starting the next one):
- * where its octets go for the UIDL digest, if anywhere. */
-static struct md5 *
+ * where its octets go for the UIDL digest, if anywhere. The digest covers
+ * the message as stored, From_ line to end, but the lines of volatile
+ * header fields; a blank line only once it is known not to be a separator. */
+static struct xxh3 *
 message_line(struct parse *p, const struct line *l, int blank)
 {
 	if (p->blank_pending) {         /* the blank line was content after all */
 		p->m->size += 2;
 		p->blank_pending = 0;
+		xxh3_update(&p->ctx, p->blank_cr ? "\r\n" : "\n", p->blank_cr ? 2 : 1);
 	}
-	if (blank || !p->in_header)
+	if (blank)
 		return NULL;
+	if (!p->in_header)
+		return &p->ctx;
 	if (l->head[0] != ' ' && l->head[0] != '\t')
-		p->sel.current = select_field(&p->sel, l);
-	return p->sel.current ? &p->ctx : NULL;
+		p->in_volatile = volatile_field(l);
+	return p->in_volatile ? NULL : &p->ctx;
 }
 
 /* The line has been read to its end: count it. A blank line waits to learn
@@ -656,11 +544,9 @@ message_line_done(struct parse *p, const struct line *l, int blank)
 		return;
 	}
 	p->blank_pending = 1;
+	p->blank_cr = l->cr;
 	p->blank_start = l->start;
-	if (p->in_header) {
-		p->in_header = 0;
-		p->body_start = l->start + (off_t)l->len;
-	}
+	p->in_header = 0;
 }
 
 static int
@@ -729,9 +615,9 @@ run_ends(const char *next, const char *end)
 }
 
 /* After a non-blank body line: the whole lines buffered up to the next blank
- * line followed by a From_ line cannot start a message and are not part of
- * the UIDL digest; they only count toward the size, which is their octets
- * plus one for each LF without a CR before it. Whole 64-octet blocks are
+ * line followed by a From_ line cannot start a message; they go to the UIDL
+ * digest as they are, and count toward the size, which is their octets plus
+ * one for each LF without a CR before it. Whole 64-octet blocks are
  * searched for LF at once, a blank line being an LF at a line start or CR LF
  * at one; the last partial block, and a run that ends in a long line, go
  * line by line. */
@@ -775,6 +661,7 @@ count:
 	for (cr = b; (cr = memchr(cr, '\r', (size_t)(q - cr))) != NULL; cr++)
 		lfs.n -= cr[1] == '\n'; /* (cr < q, and q is after an LF) */
 	p->m->size += (uint64_t)(q - b) + lf_total(&lfs);
+	xxh3_update(&p->ctx, b, (size_t)(q - b));
 	s->pos += (size_t)(q - b);
 }
 
@@ -791,12 +678,13 @@ scan_mbox(struct maildrop *md, struct scan *s, char *err, size_t errlen)
 		int from = l.headlen >= 5 && memcmp(l.head, "From ", 5) == 0;
 		int blank = is_blank(&l);
 		int starts = from && (l.start == 0 || p.blank_pending);
-		struct md5 *feed = NULL;
+		struct xxh3 *feed = NULL;
 
 		if (starts) {
 			end_message(&p, p.blank_pending ? p.blank_start : l.start);
 			if (begin_message(&p, &l, err, errlen) < 0)
 				return MD_PERM;
+			feed = &p.ctx;
 		} else if (p.m == NULL) {
 			snprintf(err, errlen, "%s: not an mbox (no \"From \" line at the start)",
 			    md->path);
@@ -1327,9 +1215,9 @@ mbox_load(struct maildrop *md, char *err, size_t errlen)
 		s->md = md;
 		s->fd = md->fd;
 		s->limit = md->st.st_size;
-		fp_init(&s->fp);
+		xxh3_init(&s->fp);
 		r = scan_mbox(md, s, err, errlen);
-		fp_end(&s->fp, md->hash);
+		xxh3_final(&s->fp, md->hash);
 		md->vst = md->st;
 	}
 	free(s);
@@ -1339,33 +1227,36 @@ mbox_load(struct maildrop *md, char *err, size_t errlen)
 
 /* ---- outside changes ---- */
 
-/* The fingerprint of the first len octets; 0, or -1 on a read error. */
+/* Is the octets' digest from 0 up to what was loaded still the load's? With
+ * prefix, also the digest of [0, upto) (the same pass). 1 yes, 0 no, -1 a
+ * read error. */
 static int
-fingerprint(int fd, off_t len, uint64_t out[2])
+still_loaded(struct maildrop *md, uint64_t upto, unsigned char prefix[16])
 {
-	char buf[MBOX_READ_SIZE];
-	struct fprint f;
-	off_t off = 0;
+	unsigned char now[16];
+	struct digest ctx;
 
-	fp_init(&f);
-	while (off < len) {
-		size_t n = len - off < (off_t)sizeof(buf) ? (size_t)(len - off) : sizeof(buf);
-
-		if (pread_all(fd, buf, n, off) < 0)
+	digest_init(&ctx);
+	if (prefix != NULL) {
+		if (digest_file(&ctx, md->fd, 0, upto) < 0)
 			return -1;
-		fp_add(&f, buf, n);
-		off += (off_t)n;
+		digest_final(&ctx, prefix);     /* (the state goes on) */
+	} else {
+		upto = 0;
 	}
-	fp_end(&f, out);
-	return 0;
+	if (digest_file(&ctx, md->fd, (off_t)upto, (uint64_t)md->st.st_size - upto) < 0)
+		return -1;
+	digest_final(&ctx, now);
+	return memcmp(now, md->hash, sizeof(now)) == 0;
 }
 
-/* Is the mbox still what was loaded, or that with mail appended? */
+/* Is the mbox still what was loaded, or that with mail appended? The inode
+ * under the path, the size, and, once size or mtime moved, the digest of
+ * every octet loaded. (The update checks the digest whatever they say.) */
 int
 mbox_verify(struct maildrop *md, char *err, size_t errlen)
 {
 	struct stat st, now;
-	uint64_t fp[2];
 
 	if (fstat(md->fd, &st) < 0)
 		goto changed;
@@ -1376,8 +1267,7 @@ mbox_verify(struct maildrop *md, char *err, size_t errlen)
 	if (st.st_size == md->vst.st_size && st.st_mtim.tv_sec == md->vst.st_mtim.tv_sec &&
 	    st.st_mtim.tv_nsec == md->vst.st_mtim.tv_nsec)
 		return MD_OK;
-	if (fingerprint(md->fd, md->st.st_size, fp) < 0 || fp[0] != md->hash[0] ||
-	    fp[1] != md->hash[1])
+	if (still_loaded(md, 0, NULL) != 1)
 		goto changed;
 	md->vst = st;                   /* an append: fine, and checked once */
 	return MD_OK;
@@ -1452,8 +1342,7 @@ update_journaled(struct maildrop *md, struct journal *j, char *err, size_t errle
 		snprintf(err, errlen, "%s: no journal", md->path);
 		return MD_TEMP;
 	}
-	if ((r = kept_ranges(md, j)) == NULL || prefix_digest(md->fd, j->start, j->prefix) < 0 ||
-	    journal_write(md, j, r) < 0) {
+	if ((r = kept_ranges(md, j)) == NULL || journal_write(md, j, r) < 0) {
 		snprintf(err, errlen, "%s: writing the journal: %s", md->path, strerror(errno));
 		journal_clear(md->lockfd);
 		free(r);
@@ -1487,6 +1376,7 @@ update_locked(struct maildrop *md, char *err, size_t errlen)
 	struct journal j;
 	struct stat st;
 	size_t i;
+	int r;
 
 	if (mbox_verify(md, err, errlen) != MD_OK || fstat(md->fd, &st) < 0)
 		return MD_TEMP;
@@ -1502,6 +1392,13 @@ update_locked(struct maildrop *md, char *err, size_t errlen)
 			j.new_size -= (uint64_t)(next - m->start);
 			j.start = (uint64_t)m->start;
 		}
+	}
+	/* Whatever size and mtime say, under the write lock: is what is about
+	 * to be cut and moved what the session loaded, octet for octet? */
+	if ((r = still_loaded(md, j.start, j.prefix)) != 1) {
+		snprintf(err, errlen, "%s %s", md->path, r < 0 ? "could not be read again" :
+		    "was changed by another program during the session");
+		return MD_TEMP;
 	}
 	if (j.new_size != j.start)
 		return update_journaled(md, &j, err, errlen);

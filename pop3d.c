@@ -171,10 +171,10 @@ wait_chan(int chan, int ms)
 	return r > 0 ? p.revents | POLLIN : 0;
 }
 
-/* Wait at most ms for the pre-login process to end, then kill it: its
- * status. Every wait of the monitor has a deadline. */
+/* Wait at most ms for the pre-login process to end, then kill it (and log
+ * it): its status. Every wait of the monitor has a deadline. */
 static int
-reap(pid_t child, int ms)
+reap(struct session *s, pid_t child, int ms)
 {
 	struct timespec pause = { 0, 1000000L };
 	int status = 0;
@@ -185,6 +185,8 @@ reap(pid_t child, int ms)
 		if (r == child || (r < 0 && errno != EINTR))
 			return status;
 		if (ms-- <= 0) {
+			syslog(LOG_ERR, "error privsep: pre-login process did not exit after "
+			    "its channel closed rhost=%s", s->rhost);
 			kill(child, SIGKILL);
 			while (waitpid(child, &status, 0) < 0 && errno == EINTR)
 				;
@@ -435,7 +437,7 @@ monitor(struct session *s, int chan, pid_t child)
 		}
 	}
 	close(chan);
-	status = reap(child, PRELOGIN_GRACE * 1000);
+	status = reap(s, child, PRELOGIN_GRACE * 1000);
 	if (in && WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return login(s);
 	auth_forget(&s->auth);
@@ -580,7 +582,7 @@ static int
 send_message(struct session *s, size_t i, long lines, const char *first)
 {
 	char err[512];
-	int r = maildrop_open_msg(&s->md, i, err, sizeof(err));
+	int r = maildrop_open_msg(&s->md, i, lines < 0, err, sizeof(err));
 
 	if (r != MD_OK) {
 		syslog(LOG_WARNING, "warning user=%s rhost=%s: %s", s->who.name, s->rhost, err);

@@ -597,7 +597,6 @@ void
 xxh3_update(struct xxh3 *st, const void *data, size_t n)
 {
 	const unsigned char *p = data;
-	const unsigned char *last = NULL;
 	size_t k;
 
 	if (n == 0)
@@ -618,7 +617,7 @@ xxh3_update(struct xxh3 *st, const void *data, size_t n)
 		n -= k;
 		k = (st->nbuf + k) / STRIPE;
 		consume(st->acc, &st->nstripes, st->buf, k);
-		last = st->buf + (k - 1) * STRIPE;
+		memcpy(st->last, st->buf + (k - 1) * STRIPE, STRIPE);
 		st->nbuf = 0;
 	}
 	/* whole stripes in place, keeping 1 to STRIPE octets back */
@@ -627,9 +626,8 @@ xxh3_update(struct xxh3 *st, const void *data, size_t n)
 		consume(st->acc, &st->nstripes, p, k);
 		p += k * STRIPE;
 		n -= k * STRIPE;
-		last = p - STRIPE;
+		memcpy(st->last, p - STRIPE, STRIPE);
 	}
-	memcpy(st->last, last, STRIPE);
 	memcpy(st->buf, p, n);
 	st->nbuf = (uint32_t)n;
 }

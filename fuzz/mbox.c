@@ -59,7 +59,7 @@ sent_size(struct maildrop *md, size_t i)
 	int fd = open(out, O_RDWR | O_CREAT | O_TRUNC, 0600), bol = 1;
 
 	io_init(&io, -1, fd, 5);
-	if (maildrop_open_msg(md, i, err, sizeof(err)) != MD_OK ||
+	if (maildrop_open_msg(md, i, 1, err, sizeof(err)) != MD_OK ||
 	    maildrop_send(md, i, -1, &io, err, sizeof(err)) < 0 || io_flush(&io) < 0)
 		abort();
 	lseek(fd, 0, SEEK_SET);

@@ -19,8 +19,11 @@ PKGS="$PKGS fetchmail mpop getmail6 perl fail2ban mandoc man-db"
 # Crash tests (tests/crash.py): procmail delivers into the mbox being killed.
 PKGS="$PKGS procmail"
 # Security tests (tests/security.py): ss (iproute2) for the TCP keepalive check,
-# valgrind for the memcheck session.
-PKGS="$PKGS iproute2 valgrind"
+# valgrind for the memcheck session; tests/attacks.py and tests/run.py kill
+# updates with strace's fault injection. xxhsum (xxhash): the reference XXH3
+# that tests/xxh3check.sh, tests/mboxlib.py (mbox UIDLs) and
+# tests/mboxcheck.py (journals) check pop3d's against.
+PKGS="$PKGS iproute2 valgrind strace xxhash"
 
 # --bench (make bench only, never make check): the peers for bench/bench.py
 # (its mpop client is in the list above). popa3d is not in this list: Debian's

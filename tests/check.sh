@@ -9,8 +9,10 @@
 #        make CFLAGS_EXTRA="-Werror -DMBOX_PORTABLE_SCAN"   (and its unit tests run)
 #      (skipped with --asan: `make check` already did them)
 #   3. the integration tests, tests/run.py
+#   2a. tests/xxh3check.sh: xxh3.c against the reference xxhsum -H2 (one test)
 #   3a. tests/security.py (privilege separation, abuse limits, timeouts, garbage,
-#       valgrind: issue 5 point 8)
+#       valgrind: issue 5 point 8) and tests/attacks.py (the security reviews'
+#       attacks: issue 11)
 #   3b. tests/clients.py (hash tool, install, units, man pages, real clients),
 #       tests/fail2ban.py (the fail2ban filter on real log lines) and
 #       tests/demo.py (make demo, fetched with curl and poplib)
@@ -148,6 +150,18 @@ if [ "$ASAN" = no ]; then
 	fi
 fi
 
+# ---------------------------------------------------------------- 2a. XXH3
+if [ "$ASAN" = no ]; then
+	say "# xxh3.c against xxhsum -H2: tests/xxh3check.sh"
+	if timeout 600 bash "$TOP/tests/xxh3check.sh" >"$WORK/xxh3.log" 2>&1 &&
+		tail -n 1 "$WORK/xxh3.log" | grep -qE '^[0-9]+ passed, 0 failed$'; then
+		pass "xxh3check: $(tail -n 1 "$WORK/xxh3.log" | grep -oE '^[0-9]+') builds x inputs match"
+	else
+		fail xxh3check "$(tail -n 1 "$WORK/xxh3.log")"
+		grep -E 'FAIL|error' "$WORK/xxh3.log" | head -n 20 | sed 's/^/    /'
+	fi
+fi
+
 # ---------------------------------------------------------------- 3. integration tests
 say "# integration tests: tests/run.py ($(id -un 2>/dev/null || id -u))"
 timeout 900 /usr/bin/python3 "$TOP/tests/run.py" 2>&1 | tee "$WORK/run.log"
@@ -157,6 +171,10 @@ add_counts run.py "$WORK/run.log" "${PIPESTATUS[0]}"
 say "# security tests: tests/security.py"
 timeout 300 /usr/bin/python3 "$TOP/tests/security.py" 2>&1 | tee "$WORK/security.log"
 add_counts security.py "$WORK/security.log" "${PIPESTATUS[0]}"
+
+say "# attack tests: tests/attacks.py"
+timeout 600 /usr/bin/python3 "$TOP/tests/attacks.py" 2>&1 | tee "$WORK/attacks.log"
+add_counts attacks.py "$WORK/attacks.log" "${PIPESTATUS[0]}"
 
 # ---------------------------------------------------------------- 3b. deployment, real clients, fail2ban
 # tests/clients.py: pop3passwd, make install/uninstall, units, man pages, and
@@ -223,6 +241,10 @@ if [ "$(id -u)" -eq 0 ]; then
 	(cd / && timeout 300 setpriv --reuid=65534 --regid=65534 --clear-groups \
 		env -i "${envs[@]}" /usr/bin/python3 "$U/security.py") 2>&1 | tee "$WORK/security-unpriv.log"
 	add_counts security.py-unprivileged "$WORK/security-unpriv.log" "${PIPESTATUS[0]}"
+	say "# attack tests as an unprivileged user (uid/gid 65534)"
+	(cd / && timeout 300 setpriv --reuid=65534 --regid=65534 --clear-groups \
+		env -i "${envs[@]}" /usr/bin/python3 "$U/attacks.py") 2>&1 | tee "$WORK/attacks-unpriv.log"
+	add_counts attacks.py-unprivileged "$WORK/attacks-unpriv.log" "${PIPESTATUS[0]}"
 fi
 
 # ---------------------------------------------------------------- 5. summary

@@ -718,6 +718,41 @@ class Clients(unittest.TestCase):
         self.assertNotRegex(log, r"auth failed|error |warning ")
 
 
+class UidlStability(unittest.TestCase):
+
+    def test_fetchmail_keep_misses_nothing_when_another_message_goes(self):
+        """Issue 16 (1), with a real client: header-less messages of equal
+        length (scripts piping to procmail) in an mbox; a keep-mode fetchmail
+        fetches them; another client deletes the first; one more arrives.
+        fetchmail's next run must fetch it, not take it for one it has (it
+        did, when UIDLs were numbered among messages with equal digests)."""
+        if not shutil.which("fetchmail"):
+            self.fail("fetchmail is not installed (scripts/deps.sh installs it)")
+        e = Env()
+        self.addCleanup(e.cleanup)
+        md = Maildrop(e, "mbox")
+        e.add_user("alice", crypt_hash(PW), mbox=md.path)
+        e.write_userfile()
+        report = [b"\nDisk usage %d%%\n" % n for n in (81, 82, 83)]
+        e.write_mbox(md.path, mb.build_mbox(report[:2]))
+        act = e.activate(["-e"])
+        c = Fetchmail(e, act.port, os.path.join(e.dir, "client"))
+
+        def got():                                      # (fetchmail adds a Received:)
+            return sorted(re.search(rb"Disk usage \d+%", m).group() for m in c.delivered())
+        c.fetch("keep")
+        self.assertEqual(got(), [b"Disk usage 81%", b"Disk usage 82%"])
+        s = act.session()                               # another client deletes the first
+        s.login("alice", PW)
+        self.assertTrue(s.cmd("DELE 1").startswith("+OK"))
+        self.assertTrue(s.quit().startswith("+OK"))
+        e.append_locked(md.path, mb.build_mbox(report[2:]))
+        c.clear()
+        c.fetch("keep")
+        self.assertEqual(got(), [b"Disk usage 83%"],
+                         "fetchmail's second keep run\n--- pop3d log:\n%s" % pop3d_log(act))
+
+
 def _add(cls, kind):
     def t(self):
         self.scenario(cls, kind)

@@ -25,6 +25,17 @@
  *     ftruncate, unlinkat and renameat (not write: that is client I/O), to
  *     widen the update window for the kill test.
  *
+ * POP3D_FAULT_SUBVERT=close | empty | probe    the pre-login process turns
+ *     hostile at its first request to the monitor (the first send of more
+ *     than one octet, without MSG_DONTWAIT, on a SOCK_SEQPACKET socket, or
+ *     on a socket whose type its sandbox does not let it ask):
+ *         close  closes its channel, turns its alarm off and stays alive
+ *         empty  sends an empty datagram instead of the request, alarm off,
+ *                and stays alive
+ *         probe  tries what its sandbox must refuse and writes
+ *                "probe socket=E kill=E open=E\r\n" to fd 1 (E: the errno,
+ *                0 when the call worked), then sends the request as usual
+ *
  * POP3D_FAULT_TRACE=fd:N | PATH    one line per intercepted call (write only
  *     when it goes to a regular file), written before the delay and before
  *     the call itself:
@@ -42,8 +53,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -79,6 +93,8 @@ static int (*real_unlinkat)(int, const char *, int);
 static int (*real_renameat)(int, const char *, int, const char *);
 static int (*real_rename)(const char *, const char *);
 static int (*real_unlink)(const char *);
+static ssize_t (*real_send)(int, const void *, size_t, int);
+static const char *subvert;
 
 static void
 die(const char *what)
@@ -179,6 +195,8 @@ init(void)
 	real_renameat = sym("renameat");
 	real_rename = sym("rename");
 	real_unlink = sym("unlink");
+	real_send = sym("send");
+	subvert = getenv("POP3D_FAULT_SUBVERT");
 	if ((v = getenv("POP3D_FAULT")) != NULL && *v != '\0') {
 		char *copy = strdup(v), *save = NULL, *tok;
 
@@ -442,4 +460,56 @@ rename(const char *from, const char *to)
 		return -1;
 	}
 	return real_rename(from, to);
+}
+
+static void
+linger(void)
+{
+	struct timespec t = { 1, 0 };
+
+	alarm(0);
+	for (;;)
+		nanosleep(&t, NULL);
+}
+
+static int
+errno_of(int r)
+{
+	return r < 0 ? errno : 0;
+}
+
+ssize_t
+send(int fd, const void *buf, size_t n, int flags)
+{
+	char line[128];
+	int type = 0, len, e1, e2, e3, s;
+	socklen_t tl = sizeof(type);
+
+	init();
+	if (subvert == NULL || n <= 1 || (flags & MSG_DONTWAIT) ||
+	    (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type != SOCK_SEQPACKET))
+		return real_send(fd, buf, n, flags);
+	if (strcmp(subvert, "close") == 0) {
+		close(fd);
+		linger();
+	}
+	if (strcmp(subvert, "empty") == 0) {
+		real_send(fd, "", 0, flags);
+		linger();
+	}
+	if (strcmp(subvert, "probe") == 0) {
+		s = socket(AF_INET, SOCK_STREAM, 0);
+		e1 = errno_of(s);
+		if (s >= 0)
+			close(s);
+		e2 = errno_of(kill(getpid(), 0));
+		s = open("/", O_RDONLY);
+		e3 = errno_of(s);
+		if (s >= 0)
+			close(s);
+		len = snprintf(line, sizeof(line), "probe socket=%d kill=%d open=%d\r\n", e1, e2, e3);
+		real_write(1, line, (size_t)len);
+		subvert = NULL;
+	}
+	return real_send(fd, buf, n, flags);
 }

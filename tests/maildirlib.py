@@ -7,11 +7,15 @@ what a POP3 client must see, from the file names and contents alone:
 - order: by the number before the first "." of the name (numerically), then
   by the rest of the unique name (octet by octet); new/ or cur/, mtime and
   directory order do not matter;
-- UIDL: the unique name (everything before ":"), or the lowercase hex MD5 of
-  it when it is longer than 70 octets or has an octet outside 0x21-0x7E;
-- size: a ",W=<n>" field of the unique name is trusted; otherwise as for
-  mbox (mboxlib.delivered: CRLF line ends, a stored CRLF not doubled, a
-  missing final newline supplied).  ",S=" is never the POP3 size.
+- unique name: everything before the info, which starts at the first ":",
+  or at a ";" or "!" followed by "2,";
+- UIDL: the unique name, or the lowercase hex MD5 of it when it is longer
+  than 70 octets or has an octet outside 0x21-0x7E;
+- size: a ",W=<n>" field of the unique name (Dovecot's size with CRLF line
+  ends, which counts no final newline) plus 2 when the file does not end
+  with a newline (pop3d supplies one); otherwise as for mbox
+  (mboxlib.delivered: CRLF line ends, a stored CRLF not doubled, a missing
+  final newline supplied).  ",S=" is never the POP3 size.
 
 Names are str; octets that are not UTF-8 are carried as surrogate escapes
 (os.fsencode gives the file name's real octets back).
@@ -35,10 +39,15 @@ def dovecot_new(t, usec, pid, host=HOST):
     return "%d.M%dP%d.%s" % (t, usec, pid, host)
 
 
+def dovecot_vsize(raw):
+    """Dovecot's W=: the size with CRLF line ends, no final newline added."""
+    return len(mb.delivered(raw)) - (2 if raw and not raw.endswith(b"\n") else 0)
+
+
 def dovecot_cur(t, usec, pid, raw, flags="", host=HOST, vsize=None):
     """Dovecot in cur/: S=<stored size>,W=<size with CRLF line ends>:2,flags."""
     if vsize is None:
-        vsize = len(mb.delivered(raw))
+        vsize = dovecot_vsize(raw)
     return "%d.M%dP%d.%s,S=%d,W=%d:2,%s" % (t, usec, pid, host, len(raw), vsize, flags)
 
 
@@ -53,7 +62,7 @@ def qmail_classic(t, pid, host=HOST):
 
 
 def unique(name):
-    return name.split(":", 1)[0]
+    return re.split(r":|[;!](?=2,)", name, maxsplit=1)[0]
 
 
 def octets(name):
@@ -81,7 +90,9 @@ def w_size(name):
 
 def pop3_size(name, raw):
     w = w_size(name)
-    return w if w is not None else len(mb.delivered(raw))
+    if w is None:
+        return len(mb.delivered(raw))
+    return w + (2 if raw and not raw.endswith(b"\n") else 0)
 
 
 def layout(raws, base=BASE_TIME, host=HOST):

@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 import struct
+import subprocess
 
 _START = re.compile(rb"(?:\A|(?<=\n\n)|(?<=\n\r\n))From ")
 _MSGID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]*>)", re.I | re.M)
@@ -100,8 +101,10 @@ SUM_AT = HEADER - 16
 
 
 def journal_digest(data):
-    """The digest pop3d's journal uses (mbox.c, struct digest)."""
-    return hashlib.md5(data).digest()
+    """The digest pop3d's journal uses (mbox.c, struct digest): XXH3-128, as
+    the reference xxhsum (Debian's xxhash) computes it."""
+    r = subprocess.run(["xxhsum", "-H2", "-"], input=data, capture_output=True, check=True)
+    return bytes.fromhex(r.stdout.split()[0].decode())
 
 
 class Journal:

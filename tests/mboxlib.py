@@ -7,8 +7,10 @@ return, and the UIDL the contract's algorithm gives.  The corpus of tricky
 messages used by the size-invariant tests lives here too.
 """
 
-import hashlib
+import os
 import re
+import subprocess
+import tempfile
 
 FROM_LINE = b"From sender@example.org Thu Nov 27 12:00:00 2025\n"
 
@@ -109,60 +111,62 @@ def dot_stuff(content):
     return b"".join(out) + b".\r\n"
 
 
-def uidl_source(raw):
-    """The digest input S of the contract's UIDL algorithm."""
+# Header fields never part of an mbox UIDL (mbox.c, volatile_fields).
+VOLATILE_FIELDS = {b"status", b"x-status", b"x-keywords", b"x-uid", b"x-imap", b"x-imapbase",
+                   b"x-mozilla-status", b"x-mozilla-status2", b"x-mozilla-keys",
+                   b"content-length", b"lines", b"x-uidl"}
+
+
+def uidl_source(raw, from_line=FROM_LINE):
+    """The digest input of the contract's UIDL algorithm: the message as
+    stored, its From_ line first, without the physical lines of the volatile
+    header fields (a field's name followed at once by a colon)."""
     lines = split_lines(raw)
-    # header: lines up to the first blank line
     hdr_end = len(lines)
     for i, l in enumerate(lines):
-        if is_blank(l):
+        if l in (b"\n", b"\r\n"):
             hdr_end = i
             break
-    # group physical lines into fields
-    fields = []     # (lowername, [physical lines])
-    for l in lines[:hdr_end]:
-        if l[:1] in (b" ", b"\t") and fields:
-            fields[-1][1].append(l)
-        else:
-            m = re.match(rb"([^:\s]+):", l)
-            fields.append(((m.group(1).lower() if m else None), [l]))
-    taken = set()
-    seen_received = False
-    s = b""
-    for name, phys in fields:
-        if name is None:
-            continue
-        take = False
-        if name == b"received":
-            if "received" not in taken:
-                take = True
-            seen_received = True
-        elif name in (b"delivered-to", b"x-delivery-id"):
-            take = name.decode() not in taken
-        elif name in (b"date", b"message-id"):
-            take = (not seen_received) and name.decode() not in taken
-        if take:
-            taken.add(name.decode())
-            for p in phys:
-                if p.endswith(b"\n"):
-                    p = p[:-1]
-                    if p.endswith(b"\r"):
-                        p = p[:-1]
-                s += p + b"\n"
-    if hdr_end < len(lines):
-        body = b"".join(lines[hdr_end + 1:])
-    else:
-        body = b""
-    s += b"body=%d\n" % len(body)
-    return s
+    out = [from_line]
+    skipping = False
+    for i, l in enumerate(lines):
+        if i < hdr_end:
+            if l[:1] not in (b" ", b"\t"):
+                m = re.match(rb"([^:\s]+):", l)
+                skipping = m is not None and m.group(1).lower() in VOLATILE_FIELDS
+            if skipping:
+                continue
+        out.append(l)
+    return b"".join(out)
 
 
-def expected_uidls(raws):
-    """UIDLs for a list of stored messages, with -2, -3 ... for duplicates."""
+def xxh128(datas):
+    """XXH3-128 of each bytes object, as Debian's xxhsum -H2 computes it (the
+    reference implementation, not pop3d's)."""
+    with tempfile.TemporaryDirectory(prefix="pop3d-xxh-") as d:
+        paths = []
+        for i, data in enumerate(datas):
+            paths.append(os.path.join(d, "%d" % i))
+            with open(paths[-1], "wb") as f:
+                f.write(data)
+        out = []
+        for k in range(0, len(paths), 500):
+            r = subprocess.run(["xxhsum", "-H2"] + paths[k:k + 500], capture_output=True,
+                               check=True)
+            out += [l.split()[0].decode() for l in r.stdout.splitlines()]
+        assert len(out) == len(datas), r.stdout
+        return out
+
+
+def expected_uidls(raws, from_lines=None):
+    """UIDLs for a list of stored messages (their From_ lines FROM_LINE
+    unless given), with -2, -3 ... for byte-identical copies."""
+    if from_lines is None:
+        from_lines = [FROM_LINE] * len(raws)
+    digests = xxh128([uidl_source(r, f) for r, f in zip(raws, from_lines)])
     seen = {}
     out = []
-    for raw in raws:
-        d = hashlib.md5(uidl_source(raw)).hexdigest()
+    for d in digests:
         seen[d] = seen.get(d, 0) + 1
         out.append(d if seen[d] == 1 else "%s-%d" % (d, seen[d]))
     return out

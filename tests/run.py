@@ -203,7 +203,8 @@ class MboxBox:
         return [m.raw for m in got]
 
     def uidls(self):
-        return mb.expected_uidls(self.messages())
+        got = mb.split_mbox(self.e.read(self.path))
+        return mb.expected_uidls([m.raw for m in got], [m.from_line for m in got])
 
     def sizes(self):
         return [len(mb.delivered(r)) for r in self.messages()]
@@ -1639,6 +1640,102 @@ class Mbox(Base):
         self.assertErr(st, "-ERR [SYS/TEMP]")
         self.assertEqual(self.e.read(path), shrunk)
 
+    def test_uidl_depends_on_the_message_alone(self):
+        """Issue 16 (1): messages that the old digest could not tell apart -
+        header-less mail of equal body length, two relays in one second with
+        the same Received line and equal body length - get different UIDLs,
+        and a message keeps its UIDL when the one before it is deleted."""
+        recv = b"Received: by mx.example.org with SMTP; Thu, 27 Nov 2025 12:00:00 +0000"
+        raws = [
+            b"\nDisk usage 81%\n",
+            b"\nDisk usage 82%\n",
+            mb.message(b"relay a", b"abc\n", headers=(recv,)),
+            mb.message(b"relay b", b"abd\n", headers=(recv,)),
+            simple_raws(1)[0],
+        ]
+        path = self.alice(raws)
+        s = self.login()
+        u = self.uidls(s)
+        self.assertEqual(len(set(u.values())), 5, "different messages share a UIDL: %r" % u)
+        self.assertTrue(all("-" not in v for v in u.values()), u)
+        self.assertEqual(list(u.values()), mb.expected_uidls(raws))
+        self.assertOk(s.cmd("DELE 1"))
+        self.assertOk(s.cmd("DELE 3"))
+        self.quit_ok(s)
+        s = self.login()
+        self.assertEqual(self.uidls(s), {1: u[2], 2: u[4], 3: u[5]},
+                         "a UIDL changed because another message was deleted")
+        self.quit_ok(s)
+        self.assertEqual([m.raw for m in mb.split_mbox(self.e.read(path))],
+                         [raws[1], raws[3], raws[4]])
+
+    def test_byte_identical_copies_numbered_by_order(self):
+        """Only byte-identical copies share a digest: the second and later get
+        -2, -3 by order, and when the first goes, the next takes its UIDL."""
+        a = simple_raws(1, tag=b"copy")[0]
+        b = simple_raws(2, tag=b"other")[1]
+        self.alice([a, b, a])
+        s = self.login()
+        u = self.uidls(s)
+        self.assertEqual(u[3], u[1] + "-2")
+        self.assertOk(s.cmd("DELE 1"))
+        self.quit_ok(s)
+        s = self.login()
+        self.assertEqual(self.uidls(s), {1: u[2], 2: u[1]})
+        self.quit_ok(s)
+
+    def edit_in_place(self, path, edits, keep_mtime=False):
+        """Another program changes octets in place: {offset: new octet}."""
+        st = os.stat(path)
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            for off, val in edits.items():
+                os.pwrite(fd, bytes([val]), off)
+        finally:
+            os.close(fd)
+        if keep_mtime:
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        self.assertEqual(os.stat(path).st_size, st.st_size)
+
+    def assert_update_refused(self, s, path):
+        edited = self.e.read(path)
+        st = s.cmd("QUIT")
+        s.expect_eof()
+        self.assertErr(st, "-ERR [SYS/TEMP]")
+        self.assertEqual(self.e.read(path), edited, "the update cut at stale offsets")
+
+    def test_change_check_not_fooled_by_cancelling_edits(self):
+        """Issue 16 (2): the old fingerprint was plain per-lane sums: octets
+        changed by +1, -2, +1 at 256-octet steps cancelled out.  Here the
+        first of them turns the separator before message 3 into text, so
+        message 3 joins message 2; DELE 3 must then be refused, not cut at
+        the loaded offsets."""
+        raws = [simple_raws(1, b"one")[0], simple_raws(1, b"two")[0],
+                mb.message(b"three", (b"b" * 70 + b"\n") * 12)]
+        path = self.alice(raws)
+        data = self.e.read(path)
+        sep = data.index(b"\nFrom ", data.index(b"\nFrom ") + 1)  # separator before 3
+        p = sep
+        self.assertEqual(data[p:p + 1], b"\n")
+        for k in (256, 512):
+            self.assertEqual(data[p + k:p + k + 1], b"b", "layout")
+        s = self.login()
+        self.assertOk(s.cmd("DELE 3"))
+        self.edit_in_place(path, {p: 0x0B, p + 256: ord("`"), p + 512: ord("c")})
+        self.assert_update_refused(s, path)
+
+    def test_change_check_done_whatever_size_and_mtime_say(self):
+        """Issue 16 (3): one octet changed in place and the mtime put back
+        (rsync --inplace -t, touch -r): the update must still notice."""
+        raws = simple_raws(3)
+        path = self.alice(raws)
+        data = self.e.read(path)
+        k = data.index(b"From ", 1) - 1             # the separator before message 2
+        s = self.login()
+        self.assertOk(s.cmd("DELE 3"))
+        self.edit_in_place(path, {k: ord("x")}, keep_mtime=True)
+        self.assert_update_refused(s, path)
+
     def test_rewritten_mbox_between_sessions(self):
         # a changed (not appended) mbox between sessions is simply re-read
         raws = simple_raws(3)
@@ -1693,6 +1790,78 @@ class Maildir(Base):
         self.assertEqual(self.uidls(s), {i: md.uidl(n) for i, (_, n, _) in
                                          enumerate(msgs, 1)})
         return s
+
+    # ---- issue 16: twins, sizes and names of other MDAs
+
+    def test_twins_listed_apart_and_never_swapped(self):
+        """Issue 16 (4): a unique name in both new/ and cur/ (two files):
+        both are listed, with different UIDLs; when another program removes
+        one, it is gone: RETR and DELE never reach the other file."""
+        box = self.new_maildir()
+        T = md.BASE_TIME
+        uniq = "%d.M1P1.host" % T
+        a, b = self.msg("twin-cur"), self.msg("twin-new")
+        box.put("cur", uniq + ":2,S", a)
+        box.put("new", uniq, b)
+        box.put("new", "%d.M2P2.host" % (T + 1), self.msg("other"))
+        s = self.login()
+        self.assertEqual(self.stat(s)[0], 3)
+        u = self.uidls(s)
+        self.assertEqual(u[1], uniq)
+        self.assertNotEqual(u[2], uniq)
+        self.assertEqual(self.retr(s, 1), mb.delivered(a))
+        self.assertEqual(self.retr(s, 2), mb.delivered(b))
+        os.unlink(box.file("cur", uniq + ":2,S"))           # another program
+        st = s.cmd("RETR 1")
+        self.assertTrue(st.startswith("-ERR") and "removed" in st, st)
+        self.assertOk(s.cmd("DELE 1"))
+        self.quit_ok(s)
+        # the new/ twin, RETRieved, is now cur/<uniq>:2,S; not removed
+        self.assertEqual(self.e.read(box.file("cur", uniq + ":2,S")), b,
+                         "DELE 1 removed the other file of the same unique name")
+        s = self.login()
+        self.assertEqual(self.uidls(s), {1: uniq, 2: "%d.M2P2.host" % (T + 1)})
+        self.quit_ok(s)
+
+    def test_list_equals_what_retr_sends(self):
+        """Issue 16 (5a): Dovecot's W= counts no final newline, which pop3d
+        supplies: LIST must still be what RETR sends."""
+        box = self.new_maildir()
+        raw = b"Subject: x\n\nno final newline"
+        name = md.dovecot_cur(md.BASE_TIME, 1, 1, raw, "S")
+        self.assertIn(",W=%d:" % (len(mb.delivered(raw)) - 2), name)
+        box.put("cur", name, raw)
+        s = self.login()
+        size = self.list_sizes(s)[1]
+        st, data = s.cmd_multi("RETR 1")
+        self.assertEqual(st, "+OK %d octets" % size)
+        self.assertEqual(len(data), size)
+        self.assertEqual(data, mb.delivered(raw))
+        self.quit_ok(s)
+
+    def test_info_separators_of_other_mdas(self):
+        """Issue 16 (5b): mbsync and others separate the info with ";" or "!"
+        ("name;2,S"): the flags are not part of the UIDL, and the Seen flag
+        is added after the name's own separator, once."""
+        box = self.new_maildir()
+        T = md.BASE_TIME
+        names = ["%d.M1P1.host;2,F" % T, "%d.M2P2.host!2," % (T + 1),
+                 "%d.M3P3.host;x" % (T + 2)]
+        for n in names:
+            box.put("cur", n, self.msg(n))
+        s = self.login()
+        u = self.uidls(s)
+        self.assertEqual(u, {1: "%d.M1P1.host" % T, 2: "%d.M2P2.host" % (T + 1),
+                             3: "%d.M3P3.host;x" % (T + 2)})
+        for i in (1, 2, 3):
+            self.retr(s, i)
+        self.quit_ok(s)
+        self.assertEqual(sorted(box.listing("cur")),
+                         sorted(["%d.M1P1.host;2,FS" % T, "%d.M2P2.host!2,S" % (T + 1),
+                                 "%d.M3P3.host;x:2,S" % (T + 2)]))
+        s = self.login()
+        self.assertEqual(self.uidls(s), u, "a UIDL changed with the flags")
+        self.quit_ok(s)
 
     # ---- 1. what a Maildir is, what is in it
 
@@ -1805,6 +1974,9 @@ class Maildir(Base):
     # ---- 3. sizes
 
     def test_sizes_w_trusted_s_never(self):
+        """W= gives the size (plus the CR LF pop3d supplies when the file has
+        no final newline: Dovecot's W= counts none); S= never does; a W= that
+        is not the file's size is listed but never sent under it."""
         box = self.new_maildir()
         T = md.BASE_TIME
         lf = mb.message(b"lf", b"line\n" * 10)
@@ -1812,12 +1984,12 @@ class Maildir(Base):
         files = [
             # Dovecot: S= stored (LF) size, W= CRLF size: LIST gives W
             ("cur", md.dovecot_cur(T, 1, 1, lf, "S"), lf),
-            # W= deliberately not the file's size: trusted as it is
+            # W= deliberately not the file's size: listed, RETR refused
             ("cur", md.dovecot_cur(T + 1, 2, 2, lf, "", vsize=4321), lf),
             # only S= (wrong, and equal to nothing POP3 sends): counted
             ("new", "%d.M3P3.host,S=7" % (T + 2), crlf),
-            # S= after W=, in new/
-            ("new", "%d.M4P4.host,W=%d,S=1" % (T + 3, len(mb.delivered(crlf))), crlf),
+            # S= after W=, in new/, no final newline: W= + 2
+            ("new", "%d.M4P4.host,W=%d,S=1" % (T + 3, md.dovecot_vsize(crlf)), crlf),
             # no fields at all: counted (stored CRLF not doubled, newline supplied)
             ("new", md.postfix(T + 4, 5, 5, 5), crlf),
         ]
@@ -1826,6 +1998,7 @@ class Maildir(Base):
         want = [4321 if ",W=4321" in n else len(mb.delivered(d)) for _, n, d in files]
         self.assertEqual(want[0], len(lf) + 12, "model: W of LF lines")
         self.assertNotEqual(len(lf), want[0])
+        self.assertEqual(md.dovecot_vsize(crlf) + 2, want[3], "model: no final newline")
         self.assertEqual([md.pop3_size(n, d) for _, n, d in files], want, "model")
         s = self.login()
         self.assertEqual(self.stat(s), (5, sum(want)))
@@ -1833,6 +2006,9 @@ class Maildir(Base):
         for i, (_, n, d) in enumerate(files, 1):
             self.assertEqual(s.cmd("LIST %d" % i), "+OK %d %d" % (i, want[i - 1]))
             st, data = s.cmd_multi("RETR %d" % i)
+            if i == 2:
+                self.assertTrue(st.startswith("-ERR [SYS/TEMP]"), st)
+                continue
             self.assertEqual(st, "+OK %d octets" % want[i - 1])
             self.assertEqual(data, mb.delivered(d), "content of message %d" % i)
         self.quit_ok(s)

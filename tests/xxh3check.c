@@ -10,6 +10,11 @@
  *	with xxh3_final called midway (checked against the one-shot hash of
  *	that prefix, then hashing goes on); on any difference print the
  *	file, the seed and both hashes and abort().
+ *   xxh3check -e
+ *	Every split of every input length 0..1100 into two update() calls
+ *	(with final() between them) and many three-way splits of lengths
+ *	around the buffer and block sizes, against the one-shot hash of
+ *	built-in pseudo-random data; aborts on a difference.
  *   xxh3check -b MiB
  *	Throughput: hash a buffer of MiB mebioctets in memory, in one shot
  *	and in 64 KiB updates, best of three runs each, in GB/s (10^9 octets
@@ -213,6 +218,71 @@ check_file(const char *name, int thorough, uint64_t seed, uint64_t *rs)
 	return 0;
 }
 
+/* Hash p[0..len) as pieces cut at a and b (a <= b <= len). */
+static void
+hash3(const unsigned char *p, size_t len, size_t a, size_t b,
+    unsigned char out[16])
+{
+	struct xxh3 st;
+
+	xxh3_init(&st);
+	xxh3_update(&st, p, a);
+	xxh3_update(&st, p + a, b - a);
+	xxh3_update(&st, p + b, len - b);
+	xxh3_final(&st, out);
+}
+
+static int
+exhaustive(void)
+{
+	static const size_t three[] = { 241, 256, 257, 300, 319, 320, 321,
+	    512, 513, 1023, 1024, 1025, 1088, 1089, 1100, 2113 };
+	unsigned char data[2113], one[16], got[16], ref[16];
+	uint64_t rs = 42, v;
+	unsigned long count = 0;
+	struct xxh3 st;
+	size_t len, a, b, i;
+	char name[64];
+
+	for (i = 0; i < sizeof data; i += 8) {
+		v = rnd(&rs);
+		memcpy(data + i, &v, sizeof data - i < 8 ? sizeof data - i : 8);
+	}
+	for (len = 0; len <= 1100; len++) {
+		snprintf(name, sizeof name, "length %zu", len);
+		xxh3_128(data, len, one);
+		for (a = 0; a <= len; a++) {
+			xxh3_init(&st);
+			xxh3_update(&st, data, a);
+			xxh3_final(&st, got);
+			xxh3_128(data, a, ref);
+			if (memcmp(got, ref, 16) != 0)
+				mismatch(name, a, "prefix (seed = cut)", ref, got);
+			xxh3_update(&st, data + a, len - a);
+			xxh3_final(&st, got);
+			if (memcmp(got, one, 16) != 0)
+				mismatch(name, a, "two pieces (seed = cut)", one, got);
+			count++;
+		}
+	}
+	for (i = 0; i < sizeof three / sizeof three[0]; i++) {
+		len = three[i];
+		snprintf(name, sizeof name, "length %zu", len);
+		xxh3_128(data, len, one);
+		for (a = 0; a <= len; a++) {
+			for (b = a; b <= len; b += 1 + (b - a) / 16) {
+				hash3(data, len, a, b, got);
+				if (memcmp(got, one, 16) != 0)
+					mismatch(name, (uint64_t)a << 32 | b,
+					    "three pieces (seed = cuts)", one, got);
+				count++;
+			}
+		}
+	}
+	printf("%lu splits match one-shot\n", count);
+	return 0;
+}
+
 static double
 now(void)
 {
@@ -276,6 +346,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: xxh3check [-c] [-s seed] file...\n"
+	    "       xxh3check -e\n"
 	    "       xxh3check -b MiB\n");
 	exit(2);
 }
@@ -285,11 +356,11 @@ main(int argc, char **argv)
 {
 	uint64_t seed = (uint64_t)time(NULL) * 1000003u + (uint64_t)getpid();
 	uint64_t rs;
-	int c, thorough = 0, bad = 0;
+	int c, thorough = 0, bad = 0, all_splits = 0;
 	long mib = 0;
 	char *end;
 
-	while ((c = getopt(argc, argv, "b:cs:")) != -1) {
+	while ((c = getopt(argc, argv, "b:ces:")) != -1) {
 		switch (c) {
 		case 'b':
 			mib = strtol(optarg, &end, 10);
@@ -298,6 +369,9 @@ main(int argc, char **argv)
 			break;
 		case 'c':
 			thorough = 1;
+			break;
+		case 'e':
+			all_splits = 1;
 			break;
 		case 's':
 			seed = strtoull(optarg, &end, 10);
@@ -310,6 +384,8 @@ main(int argc, char **argv)
 	}
 	if (mib > 0)
 		return bench((size_t)mib);
+	if (all_splits)
+		return exhaustive();
 	if (optind == argc)
 		usage();
 	fprintf(stderr, "xxh3check: seed %" PRIu64 "\n", seed);

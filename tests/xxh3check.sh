@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# tests/xxh3check.sh [--bench] - checks xxh3.c (XXH3-128) against the reference
-# tool `xxhsum -H2` (Debian package xxhash).
+# tests/xxh3check.sh [--bench] - checks xxh3.c (XXH3-128) against the
+# reference tool `xxhsum -H2` (Debian package xxhash).
 #
 #   1. builds tests/xxh3check.c + xxh3.c in a temporary directory, with -Werror
 #      and -std=c11 -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes
@@ -9,15 +9,20 @@
 #      (-U__SIZEOF_INT128__) and with octet-by-octet loads (-U__BYTE_ORDER__);
 #      gcc -fsanitize=address,undefined (SSE2 and portable). When the cross
 #      compilers and qemu-user are installed, also static s390x (big-endian)
-#      and armhf (32-bit ARM) builds run under qemu. A failed build is a failure.
+#      and armhf (32-bit ARM) builds, run under qemu. A failed build is a
+#      failure.
 #   2. inputs: every length 0..1100 with random, all-zero and all-0xff content;
 #      lengths around the block and buffer boundaries up to 1 MiB + 64; 24
 #      random lengths up to 4 MiB (16 random, 4 zero, 4 0xff content).
 #   3. every build hashes every input (the sanitizer and qemu builds a subset:
-#      every 7th short length and 8 of the long inputs) with `xxh3check -c`:
+#      every 7th length 0..1100, 5 boundary lengths, 11 of the random lengths
+#      with all the zero and 0xff ones) with `xxh3check -c`:
 #      random update() splits, checked inside against one-shot, octet-by-octet
 #      and midway final() hashes (it aborts on a difference). Each printed
 #      hash is compared with xxhsum -H2 of the same file: one test each.
+#      Plus, per build, one test `xxh3check -e`: every two-piece split of every
+#      length 0..1100 (and final() at the cut) and many three-piece splits,
+#      against the one-shot hash.
 #   4. a closing line "N passed, N failed"; exit status 1 if anything failed.
 #
 # --bench: afterwards hash 1 GiB in memory with the gcc and clang builds, both
@@ -89,24 +94,22 @@ build clang-sse2 clang
 build clang-portable clang -DXXH3_PORTABLE
 build gcc-noint128 gcc -DXXH3_PORTABLE -U__SIZEOF_INT128__
 build gcc-bytewise gcc -DXXH3_PORTABLE -U__BYTE_ORDER__
-ASAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g"
+ASAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined
+	-fno-omit-frame-pointer -g"
 # shellcheck disable=SC2086
 build asan-sse2 gcc $ASAN
 # shellcheck disable=SC2086
 build asan-portable gcc $ASAN -DXXH3_PORTABLE
-QEMU_OK=no
-if command -v s390x-linux-gnu-gcc >/dev/null 2>&1 && command -v qemu-s390x >/dev/null 2>&1; then
-	build s390x s390x-linux-gnu-gcc -static
-	QEMU_OK=yes
-else
-	echo "SKIP s390x (big-endian): needs gcc-s390x-linux-gnu, libc6-dev-s390x-cross, qemu-user"
-fi
-if command -v arm-linux-gnueabihf-gcc >/dev/null 2>&1 && command -v qemu-arm >/dev/null 2>&1; then
-	build armhf arm-linux-gnueabihf-gcc -static
-	QEMU_OK=yes
-else
-	echo "SKIP armhf (32-bit ARM): needs gcc-arm-linux-gnueabihf, libc6-dev-armhf-cross, qemu-user"
-fi
+# cross build NAME CC QEMU DEB-ARCH: only when the tools are installed
+cross() {
+	if command -v "$2" >/dev/null 2>&1 && command -v "$3" >/dev/null 2>&1; then
+		build "$1" "$2" -static
+	else
+		echo "SKIP $1: needs gcc-$4, libc6-dev-$4-cross and qemu-user"
+	fi
+}
+cross s390x s390x-linux-gnu-gcc qemu-s390x s390x	# 64-bit big-endian
+cross armhf arm-linux-gnueabihf-gcc qemu-arm armhf	# 32-bit, no __int128
 
 # ---- inputs ----
 head -c 4194304 /dev/urandom >"$WORK/pool.r"
@@ -136,7 +139,7 @@ for i in $(seq 1 24); do
 	1) head -c "$n" "$WORK/pool.f" >"$IN/L$i-f$n" ;;
 	*) head -c "$n" /dev/urandom >"$IN/L$i-r$n" ;;
 	esac
-	name=$(cd "$IN" && echo L$i-*)
+	name=$(cd "$IN" && echo "L$i-"*)
 	ALL+=("$name")
 	[ $((i % 6)) -lt 2 ] || [ "$i" -le 4 ] && SUBSET+=("$name")
 done
@@ -144,7 +147,7 @@ rm -f "$WORK/pool.r" "$WORK/pool.z" "$WORK/pool.f"
 
 (cd "$IN" && xxhsum -H2 -- "${ALL[@]}") >"$WORK/ref" 2>"$WORK/ref.err" || {
 	echo "xxh3check.sh: xxhsum failed:"; cat "$WORK/ref.err"; exit 2; }
-echo "xxh3check.sh: ${#ALL[@]} inputs, ${#SUBSET[@]} in the sanitizer/qemu subset"
+echo "xxh3check.sh: ${#ALL[@]} inputs, ${#SUBSET[@]} of them in the subset"
 
 # ---- run ----
 k=0
@@ -158,13 +161,22 @@ for name in "${BUILT[@]}"; do
 	armhf) run=(qemu-arm); files=("${SUBSET[@]}") ;;
 	esac
 	seed=$((SEED + k))
-	(cd "$IN" && "${run[@]}" "$WORK/bin/$name" -c -s "$seed" -- "${files[@]}") \
+	(cd "$IN" &&
+	    "${run[@]}" "$WORK/bin/$name" -c -s "$seed" -- "${files[@]}") \
 	    >"$WORK/out/$name" 2>"$WORK/out/$name.err"
 	rc=$?
 	if [ "$rc" != 0 ]; then
 		failed=$((failed + 1))
 		echo "FAIL $name: exit status $rc (seed $seed):"
-		grep -v '^xxh3check: seed' "$WORK/out/$name.err" | head -20 | sed 's/^/    /'
+		grep -v '^xxh3check: seed' "$WORK/out/$name.err" | head -20 |
+		    sed 's/^/    /'
+	fi
+	if "${run[@]}" "$WORK/bin/$name" -e >"$WORK/out/$name.e" 2>&1; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+		echo "FAIL $name -e:"
+		head -20 "$WORK/out/$name.e" | sed 's/^/    /'
 	fi
 	# one test per input: the hash printed for it must be xxhsum's
 	res=$(printf '%s\n' "${files[@]}" | awk -v build="$name" -v seed="$seed" '
@@ -175,14 +187,16 @@ for name in "${BUILT[@]}"; do
 			bad++
 			if (bad <= 10)
 				printf "FAIL %s: %s: got %s, xxhsum %s (seed %s)\n",
-				    build, $1, ($1 in got) ? got[$1] : "nothing", ref[$1], seed
+				    build, $1, ($1 in got) ? got[$1] : "nothing",
+				    ref[$1], seed
 		}
 		END { printf "%d %d\n", ok, bad }' "$WORK/ref" "$WORK/out/$name" -)
 	printf '%s\n' "$res" | sed '$d'
 	read -r ok bad <<<"$(printf '%s\n' "$res" | tail -1)"
 	passed=$((passed + ok))
 	failed=$((failed + bad))
-	echo "$name: $ok of ${#files[@]} inputs match xxhsum -H2"
+	echo "$name: $ok of ${#files[@]} inputs match xxhsum -H2;" \
+	    "$(tail -1 "$WORK/out/$name.e")"
 done
 
 if [ "$BENCH" = yes ]; then
