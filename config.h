@@ -7,7 +7,7 @@
 #ifndef POP3D_CONFIG_H
 #define POP3D_CONFIG_H
 
-#define POP3D_VERSION "0.1"
+#define POP3D_VERSION "0.2"
 
 /* Defaults that options override. */
 #define DEFAULT_USERFILE "/etc/pop3d/passwd"   /* -f */
@@ -66,6 +66,7 @@
 #define STATE_GC_INTERVAL 3600                  /* seconds between clean-ups of the state dir */
 #endif
 #define STATE_GC_MAX_FILES 100000               /* files one clean-up looks at, at most */
+#define RESCUE_MAX 4                            /* rescue files kept for one mbox, at most */
 #define UIDL_LEN 72                             /* a 70-octet UIDL and its NUL, with room to spare */
 
 #endif

@@ -317,52 +317,85 @@ check_file(struct maildrop *md, size_t i, int fd, struct stat *st)
 	return 0;
 }
 
-/* The size as sent of the open file fd: 0, or -1 on a read error. */
+/* The size as sent of the open file fd of len octets (-1: not known): 0,
+ * or -1 on a read error. A short read past len is its end: a regular
+ * file's. */
 static int
-count_fd(int fd, uint64_t *size)
+count_fd(int fd, off_t len, uint64_t *size)
 {
 	struct sizer z = { .last = -1 };
 	char buf[MBOX_READ_SIZE];
 	off_t off = 0;
 	ssize_t n;
 
-	while ((n = pread(fd, buf, sizeof(buf), off)) != 0) {
+	for (;;) {
+		n = pread(fd, buf, sizeof(buf), off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return -1;
 		sizer_add(&z, buf, (size_t)n);
 		off += n;
+		if (n == 0 || ((len < 0 || off >= len) && (size_t)n < sizeof(buf)))
+			break;  /* a short read (at the known size): the end */
 	}
 	*size = sizer_size(&z);
 	return 0;
 }
 
-/* Find message i's size: from the name and the file's last octet, or by
- * counting the file. 0, or -1 when the file is gone or not servable. */
+/* The ",S=<n>" stored size of the name's unique part, or -1. */
+static off_t
+name_stored(const char *name)
+{
+	size_t n = unique_len(name);
+	const char *s = NULL, *p;
+	off_t v = 0;
+
+	for (p = name; (p = memchr(p, ',', n - (size_t)(p - name))) != NULL; p++)
+		if ((size_t)(p - name) + 3 <= n && p[1] == 'S' && p[2] == '=')
+			s = p + 3;
+	if (s == NULL || s >= name + n || *s < '0' || *s > '9')
+		return -1;
+	for (p = s; p < name + n && *p >= '0' && *p <= '9'; p++)
+		if ((v = v * 10 + (*p - '0')) > (off_t)MAX_MAILDROP_BYTES)
+			return -1;
+	return p < name + n && *p != ',' ? -1 : v;
+}
+
+/* Find message i's size at load: from the name's W= and the file's last
+ * octet (W= counts no final newline; pop3d supplies one), or by counting the
+ * file. Three system calls a file, opened with the user's own rights (whose
+ * file it is is checked when it is sent). 0, or -1 when it is gone or
+ * cannot be read. */
 static int
 size_of(struct maildrop *md, size_t i)
 {
 	struct msg *m = &md->msgs[i];
 	struct stat st;
-	char last;
+	char last[2];
+	off_t len = name_stored(name_of(md, i));
+	ssize_t n;
 	int fd = open_message_file(md, i), r = -1;
 
 	if (fd < 0)
 		return -1;
-	if (check_file(md, i, fd, &st) < 0)
-		goto out;
 	if (name_size(name_of(md, i), &m->size) == 0) {
-		/* The name counts no final newline: the one pop3d adds */
-		if (st.st_size > 0 && pread(fd, &last, 1, st.st_size - 1) != 1)
-			goto out;
-		if (st.st_size > 0 && last != '\n')
+		/* The size from the name's S=, checked by reading across its
+		 * end (one octet back means that is the size), else fstat. */
+		if (len <= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+		    (len = st.st_size) == 0))
+			goto counted;
+		if ((n = pread(fd, last, 2, len - 1)) != 1)
+			goto counted;   /* not the size the name says: count it */
+		if (last[0] != '\n')
 			m->size += 2;
 		m->named_size = 1;
 		r = 0;
-	} else {
-		r = count_fd(fd, &m->size);
+		goto out;
 	}
+counted:
+	m->named_size = 0;
+	r = count_fd(fd, -1, &m->size);
 out:
 	close(fd);
 	return r;
@@ -526,7 +559,7 @@ maildir_open_msg(struct maildrop *md, size_t i, int whole, char *err, size_t err
 		return r == -2 ? MD_PERM : MD_GONE;
 	}
 	/* A size taken from the name is checked before it is announced. */
-	if (whole && m->named_size && (count_fd(fd, &size) < 0 || size != m->size)) {
+	if (whole && m->named_size && (count_fd(fd, st.st_size, &size) < 0 || size != m->size)) {
 		snprintf(err, errlen, "%s: message %s holds %ju octets as sent, not the %ju its "
 		    "name says: not sent (rename it without its ,W= field)", md->path,
 		    name_of(md, i), (uintmax_t)size, (uintmax_t)m->size);

@@ -282,27 +282,59 @@ state_gc(int dirfd)
 	closedir(dir);
 }
 
+/* Rescue files already holding something for the mbox whose lock is key. */
+static int
+rescues_kept(int dirfd, const char *key)
+{
+	struct dirent *d;
+	struct stat st;
+	DIR *dir;
+	int fd, n = 0;
+
+	if ((fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return RESCUE_MAX;
+	if ((dir = fdopendir(fd)) == NULL) {
+		close(fd);
+		return RESCUE_MAX;
+	}
+	while ((d = readdir(dir)) != NULL)
+		if (strncmp(d->d_name, key, 32) == 0 && d->d_name[32] == '.' &&
+		    strlen(d->d_name) > 7 && strcmp(d->d_name + strlen(d->d_name) - 7, ".rescue") == 0 &&
+		    fstatat(dirfd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_size > 0)
+			n++;
+	closedir(dir);
+	return n;
+}
+
 /* A place for the octets of a journal recovery may not apply: made now, as
  * root, when there is a journal, used (or left empty for state_gc) by the
- * recovery after the switch to the user. */
+ * recovery after the switch to the user. At most RESCUE_MAX per mbox, so a
+ * user who crashes sessions on purpose cannot fill the state directory:
+ * beyond that, recovery keeps the journal and refuses logins until an
+ * administrator has looked. */
 static void
 make_rescue(struct maildrop *md, int dirfd, const char *lockdir, const char *key)
 {
-	char name[64], stamp[32];
+	char name[96], stamp[32];
 	time_t now = time(NULL);
 	struct tm tm;
 
+	if (rescues_kept(dirfd, key) >= RESCUE_MAX) {
+		snprintf(md->rescue, sizeof(md->rescue), "%s/%s.*.rescue: %d already kept, the "
+		    "limit RESCUE_MAX", lockdir, key, RESCUE_MAX);
+		return;
+	}
 	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", gmtime_r(&now, &tm));
-	snprintf(name, sizeof(name), "%s.%s.rescue", key, stamp);
-	md->rescuefd = openat(dirfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC |
+	snprintf(name, sizeof(name), "%s.%s.%ld.rescue", key, stamp, (long)getpid());
+	snprintf(md->rescue, sizeof(md->rescue), "%s/%s", lockdir, name);
+	md->rescuefd = openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC |
 	    O_NOCTTY | O_NONBLOCK, 0600);
 	if (md->rescuefd >= 0 && flock(md->rescuefd, LOCK_EX | LOCK_NB) < 0) {
 		close(md->rescuefd);
 		md->rescuefd = -1;
 	}
 	if (md->rescuefd < 0)
-		syslog(LOG_ERR, "error %s/%s: %m", lockdir, name);
-	snprintf(md->rescue, sizeof(md->rescue), "%s/%s", lockdir, name);
+		syslog(LOG_ERR, "error %s: %m", md->rescue);
 }
 
 int

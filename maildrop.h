@@ -22,16 +22,22 @@ struct msg {
 	off_t body;                     /* first octet to send (maildir: 0) */
 	off_t end;                      /* end of the message, before any separator line */
 	uint64_t size;                  /* octets as sent: CRLF line ends, no dot-stuffing */
-	unsigned char digest[16];       /* mbox: UIDL digest (XXH3-128) */
-	uint32_t dup;                   /* mbox: earlier messages with the same digest */
-	uint32_t name;                  /* maildir: offset of the file name in names */
+	union {
+		struct {                        /* mbox */
+			unsigned char digest[16];       /* UIDL digest (XXH3-128) */
+			uint32_t dup;                   /* earlier messages with the same digest */
+		};
+		struct {                        /* maildir */
+			uint64_t ino;                   /* the file's inode, or 0 */
+			uint32_t name;                  /* offset of the file name in names */
+			uint32_t ulen;                  /* octets of its unique name */
+		};
+	};
 	unsigned char deleted;          /* marked by DELE */
 	unsigned char seen;             /* sent whole by RETR */
 	unsigned char in_new;           /* maildir: in new/, else in cur/ */
 	unsigned char named_size;       /* maildir: size from the name's ,W= */
 	unsigned char twin;             /* maildir: not the first file of its unique name */
-	uint32_t ulen;                  /* maildir: octets of the unique name */
-	uint64_t ino;                   /* maildir: the file's inode, or 0 */
 };
 
 struct maildrop {

@@ -1011,16 +1011,26 @@ struct rangecur {
 	uint64_t at;                    /* new offset where it starts */
 };
 
+/* Read range k: 0, or -1 (errno EINVAL for one outside [start, size)). */
+static int
+rangecur_load(struct rangecur *c, uint64_t k)
+{
+	c->k = k;
+	if (k >= c->j->nranges ||
+	    pread_all(c->fd, &c->r, sizeof(c->r), ranges_at() + (off_t)(k * sizeof(c->r))) < 0)
+		return -1;
+	if (c->r.src < c->j->start || c->r.src > c->j->size || c->r.len > c->j->size - c->r.src)
+		return errno = EINVAL, -1;
+	return 0;
+}
+
 static int
 rangecur_seek(struct rangecur *c, uint64_t q)
 {
 	while (q >= c->at + c->r.len) {
 		c->at += c->r.len;
-		if (++c->k >= c->j->nranges ||
-		    pread_all(c->fd, &c->r, sizeof(c->r), ranges_at() + (off_t)(c->k * sizeof(c->r))) < 0)
+		if (rangecur_load(c, c->k + 1) < 0)
 			return -1;
-		if (c->r.src < c->j->start || c->r.len > c->j->size - c->r.src)
-			return errno = EINVAL, -1;
 	}
 	return 0;
 }
@@ -1037,7 +1047,7 @@ region_matches(struct maildrop *md, const struct journal *j, int committed)
 	struct rangecur c = { md->lockfd, j, 0, { j->start, 0 }, j->start };
 	uint64_t p;
 
-	if (j->nranges > 0 && pread_all(md->lockfd, &c.r, sizeof(c.r), ranges_at()) < 0)
+	if (j->nranges > 0 && rangecur_load(&c, 0) < 0)
 		return -1;
 	for (p = j->start; p < j->size;) {
 		size_t len = j->size - p < CHUNK ? (size_t)(j->size - p) : CHUNK, i;

@@ -230,6 +230,18 @@ class Data:
         write_maildir(p, ((i, Corpus.headers(i, 50) + b"\n" + small[i % 997])
                           for i in range(n100k)))
         self.sets["maildir-100k"] = ("maildir", p, n100k)
+        # The same files under Dovecot's names (,S= and ,W=): hard links, no more data.
+        p2 = os.path.join(d, "maildir-100k-w")
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(p2, sub), exist_ok=True)
+        for name in os.listdir(os.path.join(p, "cur")):
+            src = os.path.join(p, "cur", name)
+            with open(src, "rb") as f:
+                data = f.read()
+            w = len(data) + data.count(b"\n") - data.count(b"\r\n")
+            os.link(src, os.path.join(p2, "cur", "%s,S=%d,W=%d:2,S"
+                                      % (name.split(":")[0], len(data), w)))
+        self.sets["maildir-100k-w"] = ("maildir", p2, n100k)
         # A small mbox for the sessions/sec test.
         p = os.path.join(d, "mbox-small")
         write_messages_mbox(p, msgs[:10])
@@ -338,6 +350,8 @@ class Pop3d:
             for ds, (kind, path, _) in data.sets.items():
                 f.write("%s:%s:%d:%d:bench:%s\n" % (ds, h, uid, gid,
                                                      path + "/" if kind == "maildir" else path))
+            self.update = os.path.join(data.root, "update.mbox")   # a copy, for the QUIT rows
+            f.write("update:%s:%d:%d:bench:%s\n" % (h, uid, gid, self.update))
         os.chmod(self.users, 0o600)
         self.locks = os.path.join(tmp, "pop3d-locks")
         os.makedirs(self.locks, mode=0o700, exist_ok=True)
@@ -829,10 +843,12 @@ class Runner:
                     continue
                 self.stat_tests(srv, ds, runs=2)   # warms the server's index, if any
                 self.download_tests(srv, ds, None)
-            for ds in ("maildir-100k", "mbox-1g"):
-                if ds == "maildir-100k" and not srv.maildir:
+            for ds in ("maildir-100k", "maildir-100k-w", "mbox-1g"):
+                if ds.startswith("maildir") and not srv.maildir:
                     continue
                 self.stat_tests(srv, ds)
+            if isinstance(srv, Pop3d) and type(srv) is Pop3d and not self.args.quick:
+                self.update_tests(srv)
             if not self.args.quick:
                 # one pipelined RETR-all of the 1 GB mbox: memory must not follow the bytes
                 if self.res.get((srv.name, "stat_mbox-1g")) not in (None, "refused"):
@@ -863,6 +879,36 @@ class Runner:
             if before[ds] != after[ds]:
                 self.notes.append("%s changed data set %s (later servers saw the change)"
                                   % (srv.name, ds))
+
+    def update_tests(self, srv):
+        """pop3d only (the peers' mail processes may not write the data): QUIT
+        on a copy of mbox-1g after DELE of its last message (the update reads
+        and hashes all that was loaded, under the write lock, then
+        truncates) and after DELE 1 (journal and rewrite of the whole file,
+        each fsynced). The copy is made and fsynced before each session."""
+        src = self.data.sets["mbox-1g"][1]
+        st = os.stat(src)
+        for label, which, runs in (("last", None, 3), ("first", 1, 1)):
+            times = []
+            for _ in range(runs):
+                shutil.copyfile(src, srv.update)
+                os.chown(srv.update, st.st_uid, st.st_gid)
+                fd = os.open(srv.update, os.O_RDONLY)
+                os.fsync(fd)
+                os.close(fd)
+                c = Conn(srv.port)
+                c.login("update")
+                n = int(c.cmd("STAT").split()[1])
+                c.cmd("DELE %d" % (which or n))
+                t0 = time.monotonic()
+                c.cmd("QUIT")
+                times.append(time.monotonic() - t0)
+                c.close()
+                srv_idle(srv)
+            self.put(srv.name, "quit_%s" % label, median(times))
+            log("  %s QUIT after DELE of the %s message of mbox-1g: %.3f s (%d runs)"
+                % (srv.name, label, median(times), len(times)))
+        os.unlink(srv.update)
 
     def run_cat(self):
         """cat of the 100 MB mbox (--runs times) and of the 1 GB one (3
@@ -1033,7 +1079,7 @@ def report(r, servers, data, started):
     p("load average (1 min) at start %s, at end %s (2 cores: anything else running shows up)"
       % (r.load_start, loadavg()))
     p("peers: %s" % versions())
-    for ds in ("mbox-1k", "maildir-1k", "maildir-100k", "mbox-1g"):
+    for ds in ("mbox-1k", "maildir-1k", "maildir-100k", "maildir-100k-w", "mbox-1g"):
         kind, path, count, size = data.describe(ds)
         p("data %-13s %-7s %7d messages %10.1f MB" % (ds, kind, count, size / MB))
     p("data generated in %.1f s; runs per figure: %d (median)" % (data.gen_seconds, r.args.runs))
@@ -1084,7 +1130,7 @@ def report(r, servers, data, started):
         v = R.get((n, "rss_maildir-1k"))
         vals.append("%d kB" % v if v else "-")
     row("peak RSS, RETR all of maildir-1k", vals + ["-"])
-    for ds in ("mbox-1k", "maildir-100k", "mbox-1g"):
+    for ds in ("mbox-1k", "maildir-100k", "maildir-100k-w", "mbox-1g"):
         a, b = [], []
         for n in names:
             v = R.get((n, "stat_%s" % ds))
@@ -1106,12 +1152,21 @@ def report(r, servers, data, started):
         v = R.get((n, "big_retr"))
         vals.append("%.1fs %dkB" % (v[0], v[2]) if v else "-")
     row("RETR all of mbox-1g: time, peak RSS", vals + ["-"])
+    rd = R.get(("cat", "read_mbox-1g"))
+    for label in ("last", "first"):
+        v = R.get(("pop3d", "quit_%s" % label))
+        row("QUIT after DELE of the %s message, mbox-1g" % label,
+            ["%.2f s" % v if v is not None and n == "pop3d" else "-" for n in names] +
+            ["read %.2f s" % rd if rd is not None and label == "last" else "-"])
     e = R.get(("empty", "rss"))
     p("(cat column of the mpop rows: mpop against a replay of pop3d's recorded replies, "
       "the client's own ceiling)")
     p("(cat column of the STAT rows: reading the mbox once, 64 KiB reads, page cache warm)")
     p("(CPU per GB, mbox-1g: the one pipelined RETR of all of it, login and opening included;"
       " cat: 3 runs)")
+    p("(QUIT rows: pop3d only, on an fsynced copy of mbox-1g: time from QUIT to its +OK; the"
+      " last message: the update's check of every octet loaded, then a truncation; the first:"
+      " journal and rewrite of the whole file, fsynced)")
     p("")
     p("RSS baseline: empty main linked like pop3d (bench/empty): VmHWM %s kB "
       "(largest of %d sessions, like the servers' figures)" % (e or "-", r.args.runs))

@@ -1,8 +1,10 @@
 /*
  * fuzz/maildir_name.c - libFuzzer harness for the Maildir file-name parser:
- * unique part, ",W=" size, delivery time, UIDL and the Seen-flag rename. It
- * includes maildir.c to reach those static functions. Invariants: a UIDL is
- * 1-70 octets of 0x21-0x7E; a seen name keeps the unique part and has an S.
+ * unique part (info after ":", ";2," or "!2,"), ",W=" and ",S=" sizes,
+ * delivery time, UIDL (also of a twin) and the Seen-flag rename. It includes
+ * maildir.c to reach those static functions. Invariants: a UIDL is 1-70
+ * octets of 0x21-0x7E; a seen name keeps the unique part and its info
+ * separator, and has an S.
  */
 #include "../maildir.c"
 
@@ -32,6 +34,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	(void)delivery_time(name);
 	if (name_size(name, &w) == 0 && strstr(name, ",W=") == NULL)
 		abort();
+	if (name_stored(name) >= 0 && strstr(name, ",S=") == NULL)
+		abort();
+	m.twin = size % 3 == 0;
+	m.ino = size;
 	maildir_uidl(&md, 0, uidl);
 	if (strlen(uidl) < 1 || strlen(uidl) > 70)
 		abort();
@@ -39,11 +45,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (uidl[i] < 0x21 || uidl[i] > 0x7e)
 			abort();
 	if (seen_name(&md, 0, seen, sizeof(seen)) == 0) {
-		const char *info = strstr(seen + 4, ":2,");
+		const char *info = info_of(seen + 4), *old = info_of(name);
 
-		if (strncmp(seen, "cur/", 4) != 0 || info == NULL ||
-		    strchr(info + 3, 'S') == NULL || unique_len(seen + 4) != unique_len(name) ||
-		    memcmp(seen + 4, name, unique_len(name)) != 0)
+		if (strncmp(seen, "cur/", 4) != 0 || info[0] == '\0' || info[1] != '2' ||
+		    info[2] != ',' || strchr(info + 3, 'S') == NULL ||
+		    unique_len(seen + 4) != unique_len(name) ||
+		    memcmp(seen + 4, name, unique_len(name)) != 0 ||
+		    (old[0] != '\0' && old[0] != info[0]))
 			abort();
 	}
 	free(md.names);

@@ -516,6 +516,34 @@ load_maildir(struct maildrop *md, const char *sub)
 	return r;
 }
 
+/* Sizes from names (issue 16): W= plus the newline pop3d supplies; a W=
+ * whose S= is not the file's size is not believed. */
+static void
+test_maildir_names(void)
+{
+	struct maildrop md;
+	static const char *dirs[] = { "mn", "mn/new", "mn/cur", "mn/tmp" };
+	char path[512];
+
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(path, sizeof(path), "%s/%s", tmpdir, dirs[i]);
+		mkdir(path, 0700);
+	}
+	put("mn/cur", "1.M1P1.h,S=5,W=999:2,", "Subject: s\n\nwrong S\n");
+	put("mn/cur", "2.M1P1.h,W=999:2,", "Subject: w\n\nno S\n");
+	put("mn/cur", "3.M1P1.h,S=14,W=15:2,", "Subject: n\n\nno");
+	put("mn/cur", "4.M1P1.h;2,S", "Subject: semi\n\n");
+	CHECK(load_maildir(&md, "mn") == MD_OK && md.count == 4, "names: 4 messages (%zu)", md.count);
+	CHECK(md.msgs[0].size == 12 + 2 + 9, "W= of a wrong S= not believed (%ju)",
+	    (uintmax_t)md.msgs[0].size);
+	CHECK(md.msgs[1].size == 999, "W= without S= believed (%ju)", (uintmax_t)md.msgs[1].size);
+	CHECK(md.msgs[2].size == 17, "W= plus the supplied newline (%ju)",
+	    (uintmax_t)md.msgs[2].size);
+	maildir_uidl(&md, 3, path);
+	CHECK(strcmp(path, "4.M1P1.h") == 0, "\";2,\" starts the info (%s)", path);
+	maildrop_close(&md);
+}
+
 static void
 test_maildir(void)
 {
@@ -531,21 +559,22 @@ test_maildir(void)
 	}
 	put("md/new", "1700000002.M1P1.host", "Subject: b\n\nbody b\n");
 	put("md/cur", "1700000001.M9P9.host:2,F", "Subject: a\r\n\r\nbody a\r\n.\r\n");
-	put("md/cur", "1700000001.M10P1.host,S=99,W=777:2,", "Subject: w\n\nW= is trusted\n");
+	put("md/cur", "1700000001.M10P1.host,S=26,W=777:2,", "Subject: w\n\nW= is trusted\n");
 	put("md/cur", longname, "Subject: long\n\nno newline");
 	put("md/new", ".hidden", "x\n");
 	put("md/tmp", "1700000000.tmp.host", "Subject: in tmp\n\n");
 
 	CHECK(load_maildir(&md, "md") == MD_OK && md.count == 4, "maildir: 4 messages (%zu)", md.count);
 	maildrop_uidl(&md, 0, u);
-	CHECK(strcmp(u, "1700000001.M10P1.host,S=99,W=777") == 0, "order: time, then name (%s)", u);
+	CHECK(strcmp(u, "1700000001.M10P1.host,S=26,W=777") == 0, "order: time, then name (%s)", u);
 	maildrop_uidl(&md, 1, u);
 	CHECK(strcmp(u, "1700000001.M9P9.host") == 0, "uidl is the unique part (%s)", u);
 	maildrop_uidl(&md, 2, u);
 	CHECK(strcmp(u, "1700000002.M1P1.host") == 0, "new/ message third (%s)", u);
 	maildrop_uidl(&md, 3, u);
 	CHECK(strlen(u) == 32 && strspn(u, "0123456789abcdef") == 32, "long name hashed (%s)", u);
-	CHECK(md.msgs[0].size == 777, "W= size used (%ju)", (uintmax_t)md.msgs[0].size);
+	CHECK(md.msgs[0].size == 777, "W= size used when S= is the file's size (%ju)",
+	    (uintmax_t)md.msgs[0].size);
 	CHECK(md.msgs[1].size == 12 + 2 + 8 + 3, "CRLF stored, counted once (%ju)",
 	    (uintmax_t)md.msgs[1].size);
 	CHECK(md.msgs[3].size == 15 + 2 + 12, "final newline supplied (%ju)",
@@ -744,6 +773,7 @@ main(void)
 	test_update();
 	test_sizer();
 	test_maildir();
+	test_maildir_names();
 	test_fast_paths();
 	test_body_blocks();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
