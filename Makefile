@@ -13,6 +13,7 @@ CFLAGS_EXTRA ?=
 WARNINGS = -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes \
 	-Wformat=2 -Wno-format-nonliteral
 SYSTEMD ?= $(shell $(PKG_CONFIG) --exists libsystemd 2>/dev/null && echo yes || echo no)
+TLS ?= $(shell $(PKG_CONFIG) --exists openssl 2>/dev/null && echo yes || echo no)
 
 CRYPT_CFLAGS := $(shell $(PKG_CONFIG) --cflags libxcrypt 2>/dev/null)
 CRYPT_LIBS := $(shell $(PKG_CONFIG) --libs libxcrypt 2>/dev/null || echo -lcrypt)
@@ -20,13 +21,20 @@ ifeq ($(SYSTEMD),yes)
 SD_CFLAGS := -DHAVE_SYSTEMD $(shell $(PKG_CONFIG) --cflags libsystemd)
 SD_LIBS := $(shell $(PKG_CONFIG) --libs libsystemd)
 endif
+ifeq ($(TLS),yes)
+TLS_CFLAGS := -DHAVE_TLS $(shell $(PKG_CONFIG) --cflags openssl)
+TLS_LIBS := $(shell $(PKG_CONFIG) --libs openssl)
+TLS_OBJS = tls.o signer.o relay.o
+endif
 
 ALL_CFLAGS = -std=c11 $(WARNINGS) -D_FILE_OFFSET_BITS=64 $(CRYPT_CFLAGS) $(SD_CFLAGS) \
-	$(CFLAGS) $(CFLAGS_EXTRA)
-LIBS = $(CRYPT_LIBS) $(SD_LIBS)
+	$(TLS_CFLAGS) $(CFLAGS) $(CFLAGS_EXTRA)
+LIBS = $(CRYPT_LIBS) $(SD_LIBS) $(TLS_LIBS)
 
-OBJS = pop3d.o io.o auth.o privsep.o sandbox.o maildrop.o mbox.o maildir.o md5.o xxh3.o
-HDRS = config.h io.h auth.h privsep.h sandbox.h maildrop.h md5.h xxh3.h lfscan.h
+OBJS = pop3d.o monitor.o io.o auth.o privsep.o sandbox.o maildrop.o mbox.o maildir.o md5.o \
+	xxh3.o $(TLS_OBJS)
+HDRS = config.h io.h auth.h privsep.h sandbox.h maildrop.h md5.h xxh3.h lfscan.h session.h \
+	tls.h signer.h relay.h
 SRCS = $(OBJS:.o=.c)
 ASAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
@@ -38,7 +46,7 @@ pop3d: $(OBJS)
 %.o: %.c $(HDRS)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-LIBOBJS = io.o auth.o privsep.o sandbox.o maildrop.o mbox.o maildir.o md5.o xxh3.o
+LIBOBJS = io.o auth.o privsep.o sandbox.o maildrop.o mbox.o maildir.o md5.o xxh3.o $(TLS_OBJS)
 
 tests/unit: tests/unit.c $(LIBOBJS) $(HDRS)
 	$(CC) $(ALL_CFLAGS) -I. -o $@ tests/unit.c $(LIBOBJS) $(LIBS)

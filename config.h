@@ -34,6 +34,14 @@
 #define PRELOGIN_MAX_MEMORY (256UL << 20)       /* RLIMIT_AS of the pre-login process */
 #define APOP_DIGEST_LEN 32                      /* hex digits of an APOP digest */
 
+/* TLS. */
+#define MAX_CERT_FILE 65536                     /* octets of a certificate chain file */
+#define MAX_KEY_FILE 16384                      /* octets of a private key file */
+#define MAX_SIGNATURE 1024                      /* octets of one signature (RSA 8192) */
+#define MAX_INHERITED_FD 64                     /* descriptors the signer closes at start */
+#define MAX_SASL_LINE 1024                      /* octets of an AUTH continuation line */
+#define RELAY_BUF_SIZE 65536                    /* each way through the relay */
+
 /* Client output. */
 #define OUTBUF_SIZE 65536                       /* replies are buffered up to this, then written */
 #define INBUF_SIZE 4096                         /* client read buffer */

@@ -20,6 +20,9 @@
 #include <unistd.h>
 
 #include "io.h"
+#ifdef HAVE_TLS
+#include "tls.h"
+#endif
 
 void
 io_init(struct io *io, int in, int out, int timeout)
@@ -53,6 +56,13 @@ io_flush(struct io *io)
 {
 	size_t off = 0;
 
+#ifdef HAVE_TLS
+	if (io->tls != NULL && io->olen > 0 && !io->failed &&
+	    tls_write(io->tls, io->obuf, io->olen, io->timeout) < 0)
+		io->failed = 1;
+	if (io->tls != NULL)
+		off = io->olen;
+#endif
 	while (off < io->olen && !io->failed) {
 		size_t want = io->olen - off;
 		ssize_t n;
@@ -132,7 +142,7 @@ io_buffered(const struct io *io)
 
 /* Take the next complete line out of the buffer, if there is one. */
 static int
-take_line(struct io *io, char line[MAX_LINE], size_t *len)
+take_line(struct io *io, char *line, size_t max, size_t *len)
 {
 	char *start = io->ibuf + io->ipos;
 	char *lf = memchr(start, '\n', io->ilen - io->ipos);
@@ -146,7 +156,7 @@ take_line(struct io *io, char line[MAX_LINE], size_t *len)
 	n = raw - 1;
 	if (n > 0 && start[n - 1] == '\r')
 		n--;
-	if (io->discarding || raw > MAX_LINE)
+	if (io->discarding || raw > max)
 		r = IO_TOOLONG;
 	else if (memchr(start, '\0', n) != NULL)
 		r = IO_NUL;
@@ -160,27 +170,28 @@ take_line(struct io *io, char line[MAX_LINE], size_t *len)
 	return r;
 }
 
-int
-io_getline(struct io *io, char line[MAX_LINE], size_t *len)
+/* More input into the buffer: IO_LINE (some), or IO_EOF, IO_TIMEOUT, IO_ERROR. */
+static int
+fill(struct io *io)
 {
+	ssize_t n;
+	int r;
+
 	for (;;) {
-		int r = take_line(io, line, len);
-		ssize_t n;
-
-		if (r >= 0)
-			return r;
-		/* No complete line buffered: drop or keep the partial one. */
-		if (io->discarding || io->ilen - io->ipos >= MAX_LINE) {
-			io->discarding = 1;
-			io->ipos = io->ilen;
+#ifdef HAVE_TLS
+		if (io->tls != NULL) {
+			n = tls_read(io->tls, io->ibuf + io->ilen, sizeof(io->ibuf) - io->ilen,
+			    io->timeout);
+			if (n == -2)
+				return IO_TIMEOUT;
+			if (n < 0)
+				return IO_ERROR;
+			if (n == 0)
+				return IO_EOF;
+			io->ilen += (size_t)n;
+			return IO_LINE;
 		}
-		memmove(io->ibuf, io->ibuf + io->ipos, io->ilen - io->ipos);
-		explicit_bzero(io->ibuf + io->ilen - io->ipos, io->ipos);
-		io->ilen -= io->ipos;
-		io->ipos = 0;
-
-		if (io_flush(io) < 0)
-			return IO_ERROR;
+#endif
 		r = wait_fd(io->in, POLLIN, io->timeout);
 		if (r == 0)
 			return IO_TIMEOUT;
@@ -194,7 +205,47 @@ io_getline(struct io *io, char line[MAX_LINE], size_t *len)
 		if (n == 0)
 			return IO_EOF;
 		io->ilen += (size_t)n;
+		return IO_LINE;
 	}
+}
+
+int
+io_getline_max(struct io *io, char *line, size_t max, size_t *len)
+{
+	for (;;) {
+		int r = take_line(io, line, max, len);
+
+		if (r >= 0)
+			return r;
+		/* No complete line buffered: drop or keep the partial one. */
+		if (io->discarding || io->ilen - io->ipos >= max) {
+			io->discarding = 1;
+			io->ipos = io->ilen;
+		}
+		memmove(io->ibuf, io->ibuf + io->ipos, io->ilen - io->ipos);
+		explicit_bzero(io->ibuf + io->ilen - io->ipos, io->ipos);
+		io->ilen -= io->ipos;
+		io->ipos = 0;
+
+		if (io_flush(io) < 0)
+			return IO_ERROR;
+		if ((r = fill(io)) != IO_LINE)
+			return r;
+	}
+}
+
+int
+io_getline(struct io *io, char line[MAX_LINE], size_t *len)
+{
+	return io_getline_max(io, line, MAX_LINE, len);
+}
+
+void
+io_discard(struct io *io)
+{
+	explicit_bzero(io->ibuf, sizeof(io->ibuf));
+	io->ipos = io->ilen = 0;
+	io->discarding = 0;
 }
 
 int
@@ -257,4 +308,41 @@ parse_count(const char *s, unsigned long *out)
 	}
 	*out = v;
 	return 0;
+}
+
+int
+io_base64(const char *in, unsigned char *out, size_t max)
+{
+	static const char alphabet[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t len = strlen(in), i, n = 0;
+	uint32_t v;
+	int k, pad;
+
+	if (len == 0 || len % 4 != 0)
+		return -1;
+	for (i = 0; i < len; i += 4) {
+		v = 0;
+		pad = 0;
+		for (k = 0; k < 4; k++) {
+			const char *p = in[i + k] != '\0' ? strchr(alphabet, in[i + k]) : NULL;
+
+			if (in[i + k] == '=' && i + 4 == len && k >= 2 && (k == 3 || in[i + 3] == '=')) {
+				pad++;
+				v <<= 6;
+				continue;
+			}
+			if (p == NULL || pad > 0)
+				return -1;
+			v = v << 6 | (uint32_t)(p - alphabet);
+		}
+		if (n + 3 - (size_t)pad > max)
+			return -1;
+		out[n++] = (unsigned char)(v >> 16);
+		if (pad < 2)
+			out[n++] = (unsigned char)(v >> 8);
+		if (pad < 1)
+			out[n++] = (unsigned char)v;
+	}
+	return (int)n;
 }

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <limits.h>
@@ -34,37 +35,13 @@
 #include "io.h"
 #include "maildrop.h"
 #include "privsep.h"
+#include "relay.h"
+#include "sandbox.h"
+#include "session.h"
+#include "signer.h"
+#include "tls.h"
 
-enum { S_AUTH = 1, S_TRANS = 2 };
-enum { GO_ON, END };                    /* what a command tells the session loop */
-/* How a session ended: the pre-login process tells the monitor so by its exit
- * status, for it has no syslog (a subverted one could forge lines). pop3d
- * itself exits 0 after QUIT and 1 otherwise. */
-enum { END_QUIT, END_ERROR, END_TIMEOUT, END_BAD, END_DROP };
-
-struct session {
-	int state;
-	int status;                     /* exit status once the session ends */
-	const char *userfile, *lockdir;
-	struct authinfo auth;
-	int fail_delay, timeout;
-	gid_t group;                    /* -g: kept for dotlocks, or (gid_t)-1 */
-	const char *prelogin_user;      /* -u */
-	int prelogin_user_given;
-	int chan;                       /* pre-login process: its channel to the monitor */
-	int failures;                   /* failed logins (counted by the monitor) */
-	int bad;                        /* consecutive bad commands */
-	char user[MAX_NAME + 1];        /* named by USER, awaiting PASS */
-	char stamp[128];                /* APOP timestamp; empty when APOP is not offered */
-	char rhost[INET6_ADDRSTRLEN];
-	struct user who;                /* logged in as */
-	struct maildrop md;
-	unsigned long retr, dele;
-	struct timespec started;
-	struct io io;
-};
-
-static void
+void
 reply(struct session *s, const char *fmt, ...)
 {
 	char line[512];
@@ -96,7 +73,7 @@ refuse(struct session *s, const char *fmt, ...)
 	s->bad++;
 }
 
-static void
+void
 live_totals(const struct session *s, size_t *n, uint64_t *octets)
 {
 	size_t i;
@@ -141,7 +118,7 @@ args_ok(struct session *s, int argc, int min, int max)
 
 /* ---- AUTHORIZATION ---- */
 
-static double
+double
 elapsed(const struct session *s)
 {
 	struct timespec now;
@@ -152,153 +129,122 @@ elapsed(const struct session *s)
 }
 
 /* Seconds a connection has to log in (the pre-login process's alarm). */
-static int
+int
 prelogin_limit(const struct session *s)
 {
 	return s->io.timeout > MAX_PRELOGIN_SECONDS ? s->io.timeout : MAX_PRELOGIN_SECONDS;
 }
 
-/* What poll says of the channel within ms: 0 nothing, else its revents. */
-static int
-wait_chan(int chan, int ms)
-{
-	struct pollfd p = { .fd = chan, .events = POLLIN };
-	int r;
+/* ---- TLS, in the pre-login process ---- */
 
-	do
-		r = poll(&p, 1, ms);
-	while (r < 0 && errno == EINTR);
-	return r > 0 ? p.revents | POLLIN : 0;
+static int
+tls_configured(const struct session *s)
+{
+	return s->certfile != NULL;
 }
 
-/* Wait at most ms for the pre-login process to end, then kill it (and log
- * it): its status. Every wait of the monitor has a deadline. */
+/* USER, PASS, APOP and AUTH: over TLS, or without TLS configured, or with
+ * -p; else the client must STLS first (RFC 2595). */
 static int
-reap(struct session *s, pid_t child, int ms)
+login_allowed(const struct session *s)
 {
-	struct timespec pause = { 0, 1000000L };
-	int status = 0;
-	pid_t r;
+	return !tls_configured(s) || s->tls_active || s->allow_plain;
+}
 
-	for (;;) {
-		r = waitpid(child, &status, WNOHANG);
-		if (r == child || (r < 0 && errno != EINTR))
-			return status;
-		if (ms-- <= 0) {
-			syslog(LOG_ERR, "error privsep: pre-login process did not exit after "
-			    "its channel closed rhost=%s", s->rhost);
-			kill(child, SIGKILL);
-			while (waitpid(child, &status, 0) < 0 && errno == EINTR)
-				;
-			return status;
-		}
-		nanosleep(&pause, NULL);
+/* A line for the monitor to log ("error tls: TEXT"): the pre-login process
+ * has no syslog. Without a monitor (fuzzing) it is dropped. */
+static void
+tls_report(struct session *s, const char *text)
+{
+	struct authreq req;
+
+	if (s->chan < 0)
+		return;
+	memset(&req, 0, sizeof(req));
+	req.kind = REQ_LOG;
+	req.datalen = (uint32_t)snprintf(req.data, sizeof(req.data), "%.190s", text);
+	(void)privsep_ask(s->chan, &req);
+}
+
+#ifdef HAVE_TLS
+/* Has the signer loaded the key? It says so once, at its start (an answer
+ * of length 0); a signer that could not has logged why and gone. */
+static int
+signer_ready(struct session *s)
+{
+	struct signans ans;
+	struct pollfd p = { .fd = s->signfd, .events = POLLIN };
+	ssize_t n = -1;
+
+	if (s->signfd < 0)
+		return 0;
+	if (poll(&p, 1, s->io.timeout * 1000) == 1)
+		n = recv(s->signfd, &ans, sizeof(ans), 0);
+	if (n != (ssize_t)sizeof(ans) || ans.len != 0) {
+		s->tls_unusable = 1;
+		return 0;
 	}
+	return 1;
 }
 
+/* The handshake (after STLS, or first thing with -s). 0, or -1 (reported). */
 static int
-fatal(struct session *s, const char *code, const char *err)
+start_tls(struct session *s)
 {
-	syslog(LOG_ERR, "error user=%s rhost=%s: %s", s->who.name, s->rhost, err);
-	reply(s, "-ERR [%s] %s", code, strcmp(code, "SYS/PERM") == 0 ?
-	    "maildrop unavailable, ask your administrator" : "maildrop unavailable, try again later");
-	return END;
-}
+	char err[256], why[300];
 
-/* The monitor's half of a login attempt: check the request (untrusted: it
- * comes from the pre-login process), then count, delay and log a failure.
- * AUTH_OK fills s->who; -1 for a request no honest client could make. */
-static int
-verify(struct session *s, const struct authreq *req, int *limit)
-{
-	int known, r;
-
-	*limit = 0;
-	if (!auth_valid_name(req->name))
+	if (tls_accept(s->tls, s->io.in, s->io.timeout, err, sizeof(err)) < 0) {
+		snprintf(why, sizeof(why), "handshake: %s", err);
+		tls_report(s, why);
 		return -1;
-	if (req->kind == REQ_APOP) {
-		if (s->stamp[0] == '\0' || strlen(req->secret) != APOP_DIGEST_LEN ||
-		    strspn(req->secret, "0123456789abcdefABCDEF") != APOP_DIGEST_LEN)
-			return -1;
-		r = auth_apop(s->userfile, req->name, req->secret, s->stamp, &s->who, &known);
-	} else {
-		r = auth_pass(&s->auth, s->userfile, req->name, req->secret, &s->who, &known);
 	}
-	if (r != AUTH_FAIL)
-		return r;
-	syslog(LOG_NOTICE, "auth failed user=%s rhost=%s", known ? req->name : "unknown",
-	    s->rhost);
-	if (s->fail_delay > 0)
-		sleep((unsigned)s->fail_delay);
-	if (++s->failures >= MAX_AUTH_FAILURES) {
-		syslog(LOG_NOTICE, "auth limit rhost=%s failures=%d", s->rhost, s->failures);
-		*limit = 1;
+	tls_signer_done(s->tls);        /* the key is needed no more */
+	s->signfd = -1;
+	s->tls_active = 1;
+	s->io.tls = s->tls;
+	s->user[0] = '\0';
+	return 0;
+}
+#endif
+
+/* STLS (RFC 2595): whatever the client sent after it in clear is dropped
+ * unread, and the session starts afresh over TLS. */
+static int
+cmd_stls(struct session *s, int argc, char **argv)
+{
+	(void)argv;
+	if (!args_ok(s, argc, 0, 0))
+		return GO_ON;
+	if (!tls_configured(s)) {
+		refuse(s, "-ERR unknown command");
+		return GO_ON;
 	}
-	return AUTH_FAIL;
-}
-
-/* Open the maildrop with the user's rights, lock it as root, then become the
- * user for good: MD_* with a reason in err. */
-static int
-open_and_lock(struct session *s, char *err, size_t errlen)
-{
-	int r;
-
-	if (auth_assume(&s->who, s->group, err, errlen) < 0)
-		return MD_PERM;
-	r = maildrop_open(&s->md, s->who.maildrop, err, errlen);
-	if (auth_unassume(err, errlen) < 0)
-		return MD_PERM;
-	if (r == MD_OK)
-		r = maildrop_lock(&s->md, s->lockdir, err, errlen);
-	if (r == MD_OK && auth_become(&s->who, s->group, err, errlen) < 0)
-		r = MD_PERM;
-	return r;
-}
-
-/* After a good password: open, lock, become the user, load, enter
- * TRANSACTION. The session then holds no secret of any user. */
-static int
-login(struct session *s)
-{
-	char err[512];
-	size_t n;
-	uint64_t octets;
-	int r;
-
-	auth_forget(&s->auth);
-	if (getuid() == 0)
-		s->md.group = s->group;         /* dotlocks: see auth_group */
-	err[0] = '\0';
-	r = open_and_lock(s, err, sizeof(err));
-	if (r == MD_OK)
-		r = maildrop_load(&s->md, err, sizeof(err));
-	if (r == MD_INUSE) {
-		syslog(LOG_NOTICE, "in-use user=%s rhost=%s", s->who.name, s->rhost);
-		reply(s, "-ERR [IN-USE] maildrop is locked by another session");
+	if (s->tls_active) {
+		refuse(s, "-ERR TLS is already active");
+		return GO_ON;
+	}
+#ifdef HAVE_TLS
+	if (s->tls == NULL || s->tls_unusable || !signer_ready(s)) {
+		reply(s, "-ERR [SYS/TEMP] TLS is not available, try again later");
+		return GO_ON;
+	}
+	reply(s, "+OK begin TLS negotiation");
+	io_flush(&s->io);
+	io_discard(&s->io);             /* nothing sent in clear is kept (CVE-2011-0411) */
+	if (start_tls(s) < 0) {
+		s->status = END_TLS;
 		return END;
 	}
-	if (r != MD_OK)
-		return fatal(s, r == MD_PERM ? "SYS/PERM" : "SYS/TEMP", err);
-	live_totals(s, &n, &octets);
-	if (octets > MAX_MAILDROP_BYTES) {
-		snprintf(err, sizeof(err), "maildrop holds %ju octets, over the limit "
-		    "MAX_MAILDROP_BYTES (%ju)", (uintmax_t)octets, (uintmax_t)MAX_MAILDROP_BYTES);
-		return fatal(s, "SYS/PERM", err);
-	}
-	s->state = S_TRANS;
-	s->bad = 0;
-	s->io.timeout = s->timeout;
-	syslog(LOG_INFO, "login user=%s rhost=%s msgs=%zu octets=%ju", s->who.name, s->rhost,
-	    n, (uintmax_t)octets);
-	reply(s, "+OK maildrop has %zu message%s (%ju octets)", n, n == 1 ? "" : "s",
-	    (uintmax_t)octets);
 	return GO_ON;
+#else
+	return GO_ON;
+#endif
 }
 
 /* The pre-login process's half: ask the monitor (or, without a monitor,
  * check here), then answer the client. On success the pre-login process
- * ends and the monitor goes on with the session. */
+ * ends, or after a login over TLS becomes the relay, and the monitor goes
+ * on with the session. */
 static int
 attempt(struct session *s, struct authreq *req)
 {
@@ -309,10 +255,24 @@ attempt(struct session *s, struct authreq *req)
 		io_flush(&s->io);       /* earlier replies go out first */
 		req->datalen = (uint32_t)io_buffered(&s->io);
 		memcpy(req->data, s->io.ibuf + s->io.ipos, req->datalen);
+#ifdef HAVE_TLS
+		if (s->tls_active)
+			req->tlslen = (uint32_t)strlen(tls_describe(s->tls, req->tls,
+			    sizeof(req->tls)));
+#endif
 		r = privsep_ask(s->chan, req);
 		explicit_bzero(req, sizeof(*req));
-		if (r == ANS_OK)
+		if (r == ANS_OK) {
+#ifdef HAVE_TLS
+			if (s->tls_active) {
+				io_discard(&s->io);     /* the monitor took it */
+				close(s->chan);
+				alarm(0);
+				relay_run(s->tls, s->relayfd[1], s->timeout);
+			}
+#endif
 			_exit(0);
+		}
 		limit = r == ANS_LIMIT;
 		r = r == ANS_FAIL || r == ANS_LIMIT ? AUTH_FAIL : AUTH_ERROR;
 	} else {
@@ -338,10 +298,21 @@ request(struct authreq *req, int kind, const char *name, const char *secret)
 	req->secretlen = (uint32_t)snprintf(req->secret, sizeof(req->secret), "%s", secret);
 }
 
+/* A login command on a connection that must STLS first: refused (and counted
+ * as a bad command), with a text that says so. */
+static int
+needs_tls(struct session *s)
+{
+	if (login_allowed(s))
+		return 0;
+	refuse(s, "-ERR [AUTH] TLS required: use STLS first");
+	return 1;
+}
+
 static int
 cmd_user(struct session *s, int argc, char **argv)
 {
-	if (!args_ok(s, argc, 1, 1))
+	if (needs_tls(s) || !args_ok(s, argc, 1, 1))
 		return GO_ON;
 	if (!auth_valid_name(argv[0])) {
 		refuse(s, "-ERR invalid user name");
@@ -358,6 +329,8 @@ cmd_pass(struct session *s, const char *pass)
 {
 	struct authreq req;
 
+	if (needs_tls(s))
+		return GO_ON;
 	if (s->user[0] == '\0') {
 		refuse(s, "-ERR USER first");
 		return GO_ON;
@@ -371,6 +344,8 @@ cmd_apop(struct session *s, int argc, char **argv)
 {
 	struct authreq req;
 
+	if (needs_tls(s))
+		return GO_ON;
 	if (s->stamp[0] == '\0') {
 		refuse(s, "-ERR APOP not available");
 		return GO_ON;
@@ -386,70 +361,85 @@ cmd_apop(struct session *s, int argc, char **argv)
 	return attempt(s, &req);
 }
 
-/* The privileged side until login: answer the pre-login process's requests.
- * GO_ON once a login succeeded and the session is ours, else END. */
+/* The SASL PLAIN message (RFC 4616), base64-decoded into m: authzid NUL
+ * authcid NUL password. The authorization identity must be empty or the
+ * authentication one (no proxy logins). 0 with the parts in req, or -1. */
 static int
-monitor(struct session *s, int chan, pid_t child)
+plain_request(struct authreq *req, unsigned char *m, size_t len)
 {
-	struct authreq req;
-	int r, left, limit = 0, status, in = 0;
+	const unsigned char *z = memchr(m, '\0', len), *c, *w;
+	char name[MAX_NAME + 1], pass[MAX_LINE - 6];
+	size_t zl, cl, wl;
+	int r = -1;
 
-	for (;;) {
-		/* The child's own alarm ends it in time; should it no longer
-		 * (subverted), the monitor does, a little later. */
-		left = (int)((prelogin_limit(s) + PRELOGIN_GRACE - elapsed(s)) * 1000);
-		if (left <= 0 || !wait_chan(chan, left)) {
-			syslog(LOG_WARNING, "error privsep: pre-login process outstayed its time "
-			    "limit rhost=%s", s->rhost);
-			kill(child, SIGKILL);
-			break;
-		}
-		r = privsep_receive(chan, &req);
-		if (r == 0)
-			break;          /* the child is done: QUIT, timeout, failures */
-		if (r == 1)
-			r = verify(s, &req, &limit);
-		if (r < 0) {
-			syslog(LOG_ERR, "error privsep: malformed request from the pre-login "
-			    "process rhost=%s", s->rhost);
-			kill(child, SIGKILL);
-			break;
-		}
-		if (privsep_answer(chan, r == AUTH_OK ? ANS_OK : r == AUTH_ERROR ? ANS_ERROR :
-		    limit ? ANS_LIMIT : ANS_FAIL) < 0)
-			r = AUTH_ERROR;
-		if (r == AUTH_OK) {
-			memcpy(s->io.ibuf, req.data, req.datalen);
-			s->io.ilen = req.datalen;
-			in = 1;
-		}
-		explicit_bzero(&req, sizeof(req));
-		if (r != AUTH_FAIL || limit) {
-			/* The last answer: the child exits now, which closes
-			 * the channel. Anything else on it, or nothing within
-			 * the grace time, and the child is ended. */
-			if (!(wait_chan(chan, PRELOGIN_GRACE * 1000) & POLLHUP)) {
-				syslog(LOG_ERR, "error privsep: pre-login process went on after "
-				    "its last answer rhost=%s", s->rhost);
-				kill(child, SIGKILL);
-			}
-			break;
-		}
+	if (z == NULL || (c = memchr(z + 1, '\0', len - (size_t)(z + 1 - m))) == NULL)
+		return -1;
+	zl = (size_t)(z - m);
+	cl = (size_t)(c - (z + 1));
+	w = c + 1;
+	wl = len - (size_t)(w - m);
+	if (cl == 0 || cl > MAX_NAME || wl == 0 || wl >= sizeof(pass) ||
+	    memchr(w, '\0', wl) != NULL || (zl != 0 && (zl != cl || memcmp(m, z + 1, cl) != 0)))
+		return -1;
+	memcpy(name, z + 1, cl);
+	name[cl] = '\0';
+	memcpy(pass, w, wl);
+	pass[wl] = '\0';
+	if (auth_valid_name(name)) {
+		request(req, REQ_PASS, name, pass);
+		r = 0;
 	}
-	close(chan);
-	status = reap(s, child, PRELOGIN_GRACE * 1000);
-	if (in && WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		return login(s);
-	auth_forget(&s->auth);
-	/* Log for the pre-login process, which cannot. */
-	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
-		syslog(LOG_NOTICE, "timeout user=- rhost=%s limit=%ds", s->rhost, prelogin_limit(s));
-	else if (WIFEXITED(status) && WEXITSTATUS(status) == END_TIMEOUT)
-		syslog(LOG_NOTICE, "timeout user=- rhost=%s", s->rhost);
-	else if (WIFEXITED(status) && WEXITSTATUS(status) == END_BAD)
-		syslog(LOG_NOTICE, "bad commands user=- rhost=%s count=%d", s->rhost, MAX_BAD_AUTH);
-	s->status = WIFEXITED(status) ? WEXITSTATUS(status) : END_ERROR;
-	return END;
+	explicit_bzero(pass, sizeof(pass));
+	return r;
+}
+
+/* AUTH (RFC 5034) with PLAIN (RFC 4616), with or without an initial
+ * response ("=" is an empty one); "*" cancels. Then as USER/PASS: the same
+ * failures, delays, timing and log lines. Bare AUTH lists the mechanisms. */
+static int
+cmd_auth(struct session *s, int argc, char **argv)
+{
+	char line[MAX_SASL_LINE];
+	unsigned char m[MAX_SASL_LINE];
+	struct authreq req;
+	size_t len;
+	int r, n;
+
+	if (needs_tls(s) || !args_ok(s, argc, 0, 2))
+		return GO_ON;
+	if (argc == 0) {
+		reply(s, "+OK");
+		reply(s, "PLAIN");
+		reply(s, ".");
+		return GO_ON;
+	}
+	if (strcasecmp(argv[0], "PLAIN") != 0) {
+		refuse(s, "-ERR unsupported authentication mechanism");
+		return GO_ON;
+	}
+	if (argc == 2) {
+		n = strcmp(argv[1], "=") == 0 ? 0 : io_base64(argv[1], m, sizeof(m));
+	} else {
+		reply(s, "+ ");
+		r = io_getline_max(&s->io, line, sizeof(line), &len);
+		if (r == IO_TIMEOUT || r == IO_EOF || r == IO_ERROR) {
+			s->status = r == IO_TIMEOUT ? END_TIMEOUT : END_DROP;
+			return END;
+		}
+		if (r == IO_LINE && strcmp(line, "*") == 0) {
+			refuse(s, "-ERR authentication cancelled");
+			return GO_ON;
+		}
+		n = r == IO_LINE ? io_base64(line, m, sizeof(m)) : -1;
+		explicit_bzero(line, sizeof(line));
+	}
+	r = n >= 0 ? plain_request(&req, m, (size_t)n) : -1;
+	explicit_bzero(m, sizeof(m));
+	if (r < 0) {
+		refuse(s, "-ERR invalid SASL PLAIN response");
+		return GO_ON;
+	}
+	return attempt(s, &req);
 }
 
 /* ---- both states ---- */
@@ -463,7 +453,12 @@ cmd_capa(struct session *s, int argc, char **argv)
 	reply(s, "+OK Capability list follows");
 	reply(s, "TOP");
 	reply(s, "UIDL");
-	reply(s, "USER");
+	if (tls_configured(s) && !s->tls_active && s->state == S_AUTH)
+		reply(s, "STLS");
+	if (login_allowed(s)) {
+		reply(s, "USER");
+		reply(s, "SASL PLAIN");
+	}
 	reply(s, "RESP-CODES");
 	reply(s, "AUTH-RESP-CODE");
 	reply(s, "PIPELINING");
@@ -688,6 +683,8 @@ static const struct command {
 	{ "USER", S_AUTH, cmd_user },
 	{ "PASS", S_AUTH, NULL },       /* takes the raw rest of the line: cmd_pass */
 	{ "APOP", S_AUTH, cmd_apop },
+	{ "AUTH", S_AUTH, cmd_auth },
+	{ "STLS", S_AUTH, cmd_stls },
 	{ "QUIT", S_AUTH | S_TRANS, cmd_quit },
 	{ "STAT", S_TRANS, cmd_stat },
 	{ "LIST", S_TRANS, cmd_list },
@@ -860,15 +857,19 @@ make_stamp(char *out, size_t len)
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: pop3d [-Aehn] [-D seconds] [-f userfile] [-g group] [-l statedir] "
-	    "[-t seconds] [-T seconds] [-u user] [-V]\n"
+	fprintf(f, "usage: pop3d [-Aehnps] [-c certfile -k keyfile] [-D seconds] [-f userfile] "
+	    "[-g group] [-l statedir] [-t seconds] [-T seconds] [-u user] [-V]\n"
 	    "  -A          never offer APOP (no timestamp in the greeting)\n"
+	    "  -c file     TLS certificate chain, PEM, leaf first (with -k)\n"
 	    "  -D seconds  delay before answering a failed login (default %d)\n"
 	    "  -e          also log to stderr (default: only when it is a terminal)\n"
 	    "  -f file     user file (default %s)\n"
-	    "  -g group    keep this group after login, to create dotlocks in the spool\n"
+	    "  -g group    the group dotlocks are made with in the spool\n"
+	    "  -k file     TLS private key, PEM (with -c)\n"
 	    "  -l dir      state directory: session locks, mbox update journals (default %s)\n"
 	    "  -n          no dotlocks (<mbox>.lock); fcntl locks only\n"
+	    "  -p          allow logins without TLS although TLS is configured\n"
+	    "  -s          TLS from the first octet (POP3S, port 995)\n"
 	    "  -u user     unprivileged user for the pre-login process (default %s)\n"
 	    "  -t seconds  idle timeout after login (default %d)\n"
 	    "  -T seconds  idle timeout before login (default %d)\n"
@@ -917,10 +918,22 @@ options(int argc, char **argv, struct session *s, int *no_apop, int *log_stderr)
 	int c;
 
 	opterr = 0;                     /* getopt must not write to fd 2 */
-	while ((c = getopt(argc, argv, ":AD:ef:g:hl:nt:T:u:V")) != -1) {
+	while ((c = getopt(argc, argv, ":Ac:D:ef:g:hk:l:npst:T:u:V")) != -1) {
 		switch (c) {
 		case 'A':
 			*no_apop = 1;
+			break;
+		case 'c':
+			s->certfile = optarg;
+			break;
+		case 'k':
+			s->keyfile = optarg;
+			break;
+		case 'p':
+			s->allow_plain = 1;
+			break;
+		case 's':
+			s->implicit_tls = 1;
 			break;
 		case 'D':
 			if (number(optarg, 0, MAX_FAIL_DELAY, &s->fail_delay) < 0)
@@ -968,7 +981,68 @@ options(int argc, char **argv, struct session *s, int *no_apop, int *log_stderr)
 	}
 	if (optind != argc)
 		return "unexpected argument";
+	if ((s->certfile == NULL) != (s->keyfile == NULL))
+		return "-c and -k go together";
+	if ((s->implicit_tls || s->allow_plain) && s->certfile == NULL)
+		return "-s and -p need -c and -k";
+#ifndef HAVE_TLS
+	if (s->certfile != NULL)
+		return "TLS options, but pop3d was built without TLS (TLS=no)";
+#endif
 	return NULL;
+}
+
+/* The key file must be a regular file of root's or the running user's that
+ * others may not read (group-readable is fine: Debian's ssl-cert); it is not
+ * read here: only the signer ever reads it. NULL, or what is wrong. One that
+ * cannot be found is the signer's to report, per connection. */
+static const char *
+key_unsafe(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return NULL;
+	if (!S_ISREG(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()) ||
+	    (st.st_mode & S_IRWXO))
+		return "-k: the key file must be a regular file of root's or the running user's, "
+		    "with no access for others";
+	return NULL;
+}
+
+/* The certificate chain into s->cert: read afresh by every connection, so a
+ * renewed certificate takes effect at the next one. 0, or -1 (logged). */
+static int
+read_cert(struct session *s)
+{
+	struct stat st;
+	ssize_t n;
+	int fd = open(s->certfile, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    st.st_size <= 0 || st.st_size >= MAX_CERT_FILE ||
+	    (s->cert = malloc((size_t)st.st_size + 1)) == NULL) {
+		syslog(LOG_ERR, "error tls: certificate %s: %s rhost=%s", s->certfile,
+		    fd < 0 ? strerror(errno) : "not a regular file of 1 to MAX_CERT_FILE octets",
+		    s->rhost);
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	do
+		n = read(fd, s->cert, (size_t)st.st_size);
+	while (n < 0 && errno == EINTR);
+	close(fd);
+	if (n != st.st_size) {
+		syslog(LOG_ERR, "error tls: certificate %s: short read rhost=%s", s->certfile,
+		    s->rhost);
+		free(s->cert);
+		s->cert = NULL;
+		return -1;
+	}
+	s->certlen = (size_t)n;
+	s->cert[n] = '\0';
+	return 0;
 }
 
 /* A configuration error: tell the client and syslog, then stop. */
@@ -995,8 +1069,89 @@ session_init(struct session *s, int in, int out)
 	s->group = (gid_t)-1;
 	s->prelogin_user = DEFAULT_PRELOGIN_USER;
 	s->chan = -1;
+	s->signfd = -1;
+	s->relayfd[0] = s->relayfd[1] = -1;
 	clock_gettime(CLOCK_MONOTONIC, &s->started);
 	maildrop_init(&s->md);
+}
+
+/* With -c and -k: the certificate, the signer and the relay's socketpair,
+ * before the pre-login process is started. A certificate or key that cannot
+ * be used is logged and leaves TLS unusable for this connection (STLS gets
+ * -ERR [SYS/TEMP], a POP3S connection closes). */
+static void
+tls_setup(struct session *s, const struct prelogin *pl)
+{
+#ifdef HAVE_TLS
+	struct signer sg = { s->keyfile, s->rhost, prelogin_limit(s) + PRELOGIN_GRACE,
+	    pl->active, pl->uid, pl->gid };
+	char err[256];
+
+	if (read_cert(s) < 0) {
+		s->tls_unusable = 1;
+		return;
+	}
+	if ((s->signer = privsep_signer(&sg, &s->signfd, err, sizeof(err))) < 0 ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s->relayfd) < 0) {
+		syslog(LOG_ERR, "error tls: %s rhost=%s", s->signer < 0 ? err : strerror(errno),
+		    s->rhost);
+		s->tls_unusable = 1;
+	}
+	if (s->signer < 0)
+		s->signer = 0;
+#else
+	(void)s;
+	(void)pl;
+#endif
+}
+
+/* The pre-login process, confined by privsep_fork: the TLS server, then the
+ * sandbox, then the AUTHORIZATION state, without syslog, for at most the
+ * pre-login time limit. Never returns. */
+static void
+prelogin(struct session *s, int chan)
+{
+	char err[256];
+	int maxfd = chan;
+
+	s->chan = chan;
+	closelog();
+	alarm((unsigned)prelogin_limit(s));
+	auth_forget(&s->auth);
+	if (s->relayfd[0] >= 0)
+		close(s->relayfd[0]);   /* the session's end */
+#ifdef HAVE_TLS
+	if (tls_configured(s) && !s->tls_unusable &&
+	    (s->tls = tls_new(s->cert, s->certlen, s->signfd, err, sizeof(err))) == NULL) {
+		tls_report(s, err);
+		s->tls_unusable = 1;
+	}
+#endif
+	if (s->cert != NULL) {
+		explicit_bzero(s->cert, s->certlen);
+		free(s->cert);
+		s->cert = NULL;
+	}
+	maxfd = s->signfd > maxfd ? s->signfd : maxfd;
+	maxfd = s->relayfd[1] > maxfd ? s->relayfd[1] : maxfd;
+	if (sandbox_enter(SANDBOX_PRELOGIN, maxfd + 1, err, sizeof(err)) < 0)
+		_exit(END_ERROR);
+#ifdef HAVE_TLS
+	if (s->implicit_tls) {
+		if (s->tls == NULL || s->tls_unusable || !signer_ready(s) || start_tls(s) < 0)
+			_exit(END_TLS);
+	}
+#endif
+	if (s->stamp[0] != '\0')
+		reply(s, "+OK pop3d ready %s", s->stamp);
+	else
+		reply(s, "+OK pop3d ready");
+	session_loop(s);
+	io_flush(&s->io);
+#ifdef HAVE_TLS
+	tls_close(s->tls, s->io.timeout);
+#endif
+	_exit(s->status);
 }
 
 int
@@ -1019,6 +1174,8 @@ main(int argc, char **argv)
 		log_stderr = LOG_PERROR;
 	openlog("pop3d", LOG_PID | LOG_NDELAY | log_stderr, LOG_MAIL);
 	peer_name(in, s->rhost, sizeof(s->rhost));
+	if (bad == NULL && s->keyfile != NULL)
+		bad = key_unsafe(s->keyfile);
 	if (bad != NULL)
 		return startup_error(s, bad);
 	if (auth_scan(s->userfile, &s->auth, err, sizeof(err)) < 0)
@@ -1032,30 +1189,28 @@ main(int argc, char **argv)
 	s->auth.hash_uid = pl.uid;
 	s->auth.hash_gid = pl.gid;
 	(void)setsockopt(in, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)); /* fails on pipes */
+	if (tls_configured(s))
+		tls_setup(s, &pl);
 
 	pid = privsep_fork(&pl, &chan, err, sizeof(err));
 	if (pid == -1)
 		return startup_error(s, err);
 	if (pid == -2)
 		_exit(startup_error(s, err));   /* the child could not confine itself */
-	if (pid == 0) {
-		/* The pre-login process: AUTHORIZATION state, unprivileged,
-		 * without syslog, for at most MAX_PRELOGIN_SECONDS. */
-		s->chan = chan;
-		closelog();
-		alarm((unsigned)prelogin_limit(s));
-		auth_forget(&s->auth);
-		if (s->stamp[0] != '\0')
-			reply(s, "+OK pop3d ready %s", s->stamp);
-		else
-			reply(s, "+OK pop3d ready");
-		session_loop(s);
-		io_flush(&s->io);
-		_exit(s->status);
-	}
+	if (pid == 0)
+		prelogin(s, chan);
+	/* The monitor: nothing of TLS is its to keep. */
+	if (s->signfd >= 0)
+		close(s->signfd);
+	if (s->relayfd[1] >= 0)
+		close(s->relayfd[1]);
+	s->signfd = s->relayfd[1] = -1;
+	free(s->cert);
+	s->cert = NULL;
 	if (monitor(s, chan, pid) == GO_ON)
 		session_loop(s);
 	io_flush(&s->io);
 	maildrop_close(&s->md);
+	monitor_finish(s);
 	return s->status == END_QUIT ? 0 : 1;
 }

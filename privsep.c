@@ -1,15 +1,39 @@
 /*
- * privsep.c - privilege separation.
+ * privsep.c - privilege separation: the processes of one connection, and the
+ * channel between the monitor and the pre-login process.
  *
- * Everything a client sends before login is read and parsed by a child
- * process that has chrooted into an empty root-owned directory and switched
- * to an unprivileged user of its own, with no way back (setres[ug]id, no
- * supplementary groups, PR_SET_NO_NEW_PRIVS), then set resource limits and a
- * system call allow-list (sandbox.c). It cannot read the user file or any
- * maildrop, open a file or a socket, or start a process. For each login attempt it sends the privileged monitor one
- * fixed-size record over a SOCK_SEQPACKET socketpair, which the monitor checks
- * as untrusted input; the monitor answers with one octet. On success the
- * child exits and the monitor carries on with the session.
+ * The processes of a connection, each started here or where the table says:
+ *
+ *   process    runs as, where                  holds                 talks to
+ *   ---------  ------------------------------  --------------------  ------------------------
+ *   monitor    root (or the virtual-mail       the user file          the pre-login process
+ *   (pop3d.c)  user), the real root             (read, never kept),    (channel); after login
+ *              directory                        the state directory   it is the session
+ *   pre-login  the -u user, chrooted into      the client socket;     the client (plain or
+ *   (pop3d.c,  <statedir>/empty, no groups,    the certificate chain  TLS), the monitor
+ *   tls.c)     seccomp, limits                  (public)              (channel), the signer
+ *   signer     root to load the key, then the  the TLS private key    the pre-login process
+ *   (signer.c) -u user, seccomp; exits with     (only it, only while   only (signature
+ *              the handshake                    it lives)              requests)
+ *   hashing    the -u user, seccomp (memory    one password, one      nobody: exits with the
+ *   (auth.c)   and exit only)                   hash                   answer
+ *   session    the maildrop owner, no groups   the user's maildrop    the client, or the
+ *   (pop3d.c)  (the -g group as saved gid)                            relay over a socketpair
+ *   relay      the pre-login process goes on   the client's TLS       the client (TLS) and the
+ *   (relay.c)  after a login over TLS, as       session                session (plain)
+ *              confined as before
+ *
+ * The pre-login process reads and parses everything a client sends before
+ * login, TLS records included. It has chrooted into an empty root-owned
+ * directory and switched to an unprivileged user of its own, with no way back
+ * (setres[ug]id, no supplementary groups, PR_SET_NO_NEW_PRIVS), then set
+ * resource limits and a system call allow-list (sandbox.c). It cannot read
+ * the user file or any maildrop, open a file or a socket, or start a
+ * process. For each login attempt it sends the privileged monitor one
+ * fixed-size record over a SOCK_SEQPACKET socketpair, which the monitor
+ * checks as untrusted input; the monitor answers with one octet. On success
+ * the child exits (or, over TLS, becomes the relay) and the monitor carries
+ * on with the session.
  *
  * Started as a non-root user (virtual mail), pop3d still forks the child,
  * which then simply keeps the running user's identity.
@@ -30,6 +54,7 @@
 
 #include "privsep.h"
 #include "sandbox.h"
+#include "signer.h"
 
 /* Open (creating it when missing) the directory name relative to at: it
  * must be root's and not writable by group or others. fd, or -1. */
@@ -161,10 +186,32 @@ privsep_fork(const struct prelogin *pl, int *chan, char *err, size_t errlen)
 			return -2;
 		if (pl->rootfd >= 0)
 			close(pl->rootfd);
-		/* The channel is the last descriptor it opened: no new ones. */
-		if (sandbox_enter(SANDBOX_PRELOGIN, *chan + 1, err, errlen) < 0)
-			return -2;
 		return 0;
+	}
+	close(sv[1]);
+	*chan = sv[0];
+	return pid;
+}
+
+pid_t
+privsep_signer(const struct signer *sg, int *chan, char *err, size_t errlen)
+{
+	int sv[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		snprintf(err, errlen, "socketpair: %s", strerror(errno));
+		return -1;
+	}
+	if ((pid = fork()) < 0) {
+		snprintf(err, errlen, "fork: %s", strerror(errno));
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		signer_run(sg, sv[1]);
 	}
 	close(sv[1]);
 	*chan = sv[0];
@@ -210,9 +257,10 @@ privsep_receive(int chan, struct authreq *req)
 		return 0;
 	if (n != (ssize_t)sizeof(*req))
 		return -1;
-	if ((req->kind != REQ_PASS && req->kind != REQ_APOP) ||
+	if ((req->kind != REQ_PASS && req->kind != REQ_APOP && req->kind != REQ_LOG) ||
 	    !field_ok(req->name, req->namelen, sizeof(req->name)) ||
 	    !field_ok(req->secret, req->secretlen, sizeof(req->secret)) ||
+	    !field_ok(req->tls, req->tlslen, sizeof(req->tls)) ||
 	    req->datalen > sizeof(req->data))
 		return -1;
 	return 1;

@@ -11,17 +11,20 @@
 
 #include "config.h"
 
-enum { REQ_PASS = 1, REQ_APOP = 2 };
+enum { REQ_PASS = 1, REQ_APOP = 2, REQ_LOG = 3 };
 /* The monitor's answers. */
 enum { ANS_OK = 'K', ANS_FAIL = 'F', ANS_LIMIT = 'L', ANS_ERROR = 'E' };
 
-/* The one record the pre-login process sends per login attempt: untrusted. */
+/* The one record the pre-login process sends per login attempt, or for a
+ * line the monitor is to log for it (REQ_LOG: a TLS failure): untrusted. */
 struct authreq {
-	uint32_t kind;                  /* REQ_PASS or REQ_APOP */
-	uint32_t namelen, secretlen, datalen;
+	uint32_t kind;                  /* REQ_PASS, REQ_APOP or REQ_LOG */
+	uint32_t namelen, secretlen, datalen, tlslen;
 	char name[MAX_NAME + 1];
 	char secret[MAX_LINE + 1];      /* the password, or the APOP digest */
-	char data[INBUF_SIZE];          /* what the client pipelined after the command */
+	char tls[64];                   /* protocol and cipher when over TLS, else empty */
+	char data[INBUF_SIZE];          /* what the client pipelined after the command;
+	                                 * REQ_LOG: the text */
 };
 
 struct prelogin {
@@ -36,10 +39,15 @@ struct prelogin {
  * not exist) and make <statedir>/empty. -1 with a reason in err. */
 int privsep_setup(struct prelogin *, const char *statedir, const char *user,
     int user_given, char *err, size_t errlen);
-/* Fork: 0 in the child, which now runs unprivileged in the empty root; the
- * child's pid in the parent; -1 when the parent could not fork, -2 in a
- * child that could not confine itself. *chan is this side's channel. */
+/* Fork: 0 in the child, which now runs unprivileged in the empty root (its
+ * sandbox is the caller's to enter, once TLS is set up); the child's pid in
+ * the parent; -1 when the parent could not fork, -2 in a child that could
+ * not confine itself. *chan is this side's channel. */
 pid_t privsep_fork(const struct prelogin *, int *chan, char *err, size_t errlen);
+struct signer;
+/* Fork the signer (signer.c) for this connection: its pid, with the
+ * pre-login process's end of its channel in *chan; -1 with a reason. */
+pid_t privsep_signer(const struct signer *, int *chan, char *err, size_t errlen);
 /* Child: send the request and wait for the answer (ANS_*), or -1. */
 int privsep_ask(int chan, const struct authreq *);
 /* Monitor: 1 a well-formed request, 0 the child is gone, -1 a malformed one. */

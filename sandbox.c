@@ -107,6 +107,30 @@ static const long common_calls[] = {
 #ifdef SYS_gettimeofday
 	SYS_gettimeofday,
 #endif
+#ifdef SYS_sigaltstack
+	SYS_sigaltstack,
+#endif
+#ifdef SYS_gettid
+	SYS_gettid,
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_UNDEFINED__)
+	/* what the sanitizers' runtimes need (only in those builds) */
+#ifdef SYS_sched_yield
+	SYS_sched_yield,
+#endif
+#ifdef SYS_prlimit64
+	SYS_prlimit64,
+#endif
+#ifdef SYS_getrlimit
+	SYS_getrlimit,
+#endif
+#ifdef SYS_rt_sigaction
+	SYS_rt_sigaction,
+#endif
+#ifdef SYS_rt_sigprocmask
+	SYS_rt_sigprocmask,
+#endif
+#endif
 	-1
 };
 
@@ -196,11 +220,44 @@ static const long prelogin_calls[] = {
 #ifdef SYS_futex
 	SYS_futex,
 #endif
+#ifdef SYS_fcntl
+	SYS_fcntl,              /* O_NONBLOCK for the TLS handshake */
+#endif
+#ifdef SYS_fcntl64
+	SYS_fcntl64,
+#endif
 	-1
 };
 
 static const long hash_calls[] = {
 	-1                      /* crypt() needs only the common calls */
+};
+
+/* The signer: requests and answers on its channel; OpenSSL's blinding and
+ * ECDSA nonces need randomness. */
+static const long signer_calls[] = {
+#ifdef SYS_recvfrom
+	SYS_recvfrom,
+#endif
+#ifdef SYS_sendto
+	SYS_sendto,
+#endif
+#ifdef SYS_recv
+	SYS_recv,
+#endif
+#ifdef SYS_send
+	SYS_send,
+#endif
+#ifdef SYS_getrandom
+	SYS_getrandom,
+#endif
+#ifdef SYS_futex
+	SYS_futex,
+#endif
+#ifdef SYS_getpid
+	SYS_getpid,
+#endif
+	-1
 };
 
 static int
@@ -235,7 +292,7 @@ limits(int role, int fd_limit)
 	    set_limit(RLIMIT_NOFILE, (rlim_t)fd_limit) < 0)
 		return -1;
 	/* (Not for the pre-login process: its client may be a regular file.) */
-	if (role == SANDBOX_HASH && set_limit(RLIMIT_FSIZE, 0) < 0)
+	if (role != SANDBOX_PRELOGIN && set_limit(RLIMIT_FSIZE, 0) < 0)
 		return -1;
 	if (role == SANDBOX_PRELOGIN && !sanitized() &&
 	    set_limit(RLIMIT_AS, (rlim_t)PRELOGIN_MAX_MEMORY) < 0)
@@ -270,7 +327,8 @@ filter(int role)
 	f[n++] = (struct sb_insn){ SB_RET_K, 0, 0, SB_RET_ERRNO | EPERM };
 #endif
 	n = add_calls(f, n, common_calls);
-	n = add_calls(f, n, role == SANDBOX_PRELOGIN ? prelogin_calls : hash_calls);
+	n = add_calls(f, n, role == SANDBOX_PRELOGIN ? prelogin_calls :
+	    role == SANDBOX_SIGNER ? signer_calls : hash_calls);
 	f[n++] = (struct sb_insn){ SB_RET_K, 0, 0, SB_RET_ERRNO | EPERM };
 	prog.len = (unsigned short)n;
 	prog.filter = f;

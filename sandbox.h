@@ -10,7 +10,8 @@
 
 enum {
 	SANDBOX_PRELOGIN,       /* the pre-login process: client I/O and its channel */
-	SANDBOX_HASH            /* a password hashing process: memory and exit only */
+	SANDBOX_HASH,           /* a password hashing process: memory and exit only */
+	SANDBOX_SIGNER          /* the signer: its channel, memory, randomness, exit */
 };
 
 /* Set PR_SET_NO_NEW_PRIVS, the role's resource limits and its seccomp filter

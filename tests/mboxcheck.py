@@ -168,10 +168,12 @@ def ensure_shim():
     return SHIM
 
 
-def shim_env(base, fault=None, delay_us=None, trace=None):
+def shim_env(base, fault=None, delay_us=None, trace=None, subvert=None):
     """Environment for a pop3d run under the shim."""
     e = dict(base)
     e["LD_PRELOAD"] = SHIM
+    if subvert:
+        e["POP3D_FAULT_SUBVERT"] = subvert
     if fault:
         e["POP3D_FAULT"] = fault
     if delay_us:

@@ -40,7 +40,7 @@ from pop3lib import (POP3D, IS_ROOT, TEST_UID, TEST_GID, Env, Session,  # noqa: 
                      PipeTransport, ProtocolError, apop_digest, crypt_hash, proc_tree,
                      proc_status, wait_for)
 
-CAPS = ["TOP", "UIDL", "USER", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING",
+CAPS = ["TOP", "UIDL", "USER", "SASL PLAIN", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING",
         "EXPIRE NEVER", "IMPLEMENTATION pop3d"]
 RE_LOGIN = re.compile(r"^\+OK maildrop has (\d+) messages? \((\d+) octets?\)$")
 RE_STAT = re.compile(r"^\+OK (\d+) (\d+)$")
