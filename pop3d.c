@@ -151,6 +151,7 @@ login_allowed(const struct session *s)
 	return !tls_configured(s) || s->tls_active || s->allow_plain;
 }
 
+#ifdef HAVE_TLS
 /* A line for the monitor to log ("error tls: TEXT"): the pre-login process
  * has no syslog. Without a monitor (fuzzing) it is dropped. */
 static void
@@ -166,7 +167,6 @@ tls_report(struct session *s, const char *text)
 	(void)privsep_ask(s->chan, &req);
 }
 
-#ifdef HAVE_TLS
 /* Has the signer loaded the key? It says so once, at its start (an answer
  * of length 0); a signer that could not has logged why and gone. */
 static int
@@ -1010,6 +1010,7 @@ key_unsafe(const char *path)
 	return NULL;
 }
 
+#ifdef HAVE_TLS
 /* The certificate chain into s->cert: read afresh by every connection, so a
  * renewed certificate takes effect at the next one. 0, or -1 (logged). */
 static int
@@ -1044,6 +1045,7 @@ read_cert(struct session *s)
 	s->cert[n] = '\0';
 	return 0;
 }
+#endif
 
 /* A configuration error: tell the client and syslog, then stop. */
 static int

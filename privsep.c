@@ -193,6 +193,7 @@ privsep_fork(const struct prelogin *pl, int *chan, char *err, size_t errlen)
 	return pid;
 }
 
+#ifdef HAVE_TLS
 pid_t
 privsep_signer(const struct signer *sg, int *chan, char *err, size_t errlen)
 {
@@ -217,6 +218,7 @@ privsep_signer(const struct signer *sg, int *chan, char *err, size_t errlen)
 	*chan = sv[0];
 	return pid;
 }
+#endif
 
 int
 privsep_ask(int chan, const struct authreq *req)
