@@ -1085,14 +1085,16 @@ static void
 tls_setup(struct session *s, const struct prelogin *pl)
 {
 #ifdef HAVE_TLS
-	struct signer sg = { s->keyfile, s->rhost, prelogin_limit(s) + PRELOGIN_GRACE,
-	    pl->active, pl->uid, pl->gid };
+	struct signer sg = { s->keyfile, s->certfile, NULL, 0, s->rhost,
+	    prelogin_limit(s) + PRELOGIN_GRACE, pl->active, pl->uid, pl->gid };
 	char err[256];
 
 	if (read_cert(s) < 0) {
 		s->tls_unusable = 1;
 		return;
 	}
+	sg.cert = s->cert;
+	sg.certlen = s->certlen;
 	if ((s->signer = privsep_signer(&sg, &s->signfd, err, sizeof(err))) < 0 ||
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s->relayfd) < 0) {
 		syslog(LOG_ERR, "error tls: %s rhost=%s", s->signer < 0 ? err : strerror(errno),

@@ -31,6 +31,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <openssl/x509.h>
 
 #include "sandbox.h"
 #include "signer.h"
@@ -80,6 +81,22 @@ load_key(const char *path, const char *rhost)
 		return NULL;
 	}
 	return k;
+}
+
+/* Is k the private key of the chain's leaf? (A key of another certificate
+ * would make every handshake fail later, and less clearly.) A chain that
+ * does not parse is the pre-login process's to report. */
+static int
+key_matches(const struct signer *sg, EVP_PKEY *k)
+{
+	BIO *b = BIO_new_mem_buf(sg->cert, (int)sg->certlen);
+	X509 *leaf = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+	int ok = leaf == NULL || X509_check_private_key(leaf, k) == 1;
+
+	X509_free(leaf);
+	BIO_free(b);
+	ERR_clear_error();
+	return ok;
 }
 
 /* One answer to one request; the answer's len is -1 when it is refused. */
@@ -133,6 +150,11 @@ signer_run(const struct signer *sg, int chan)
 	alarm((unsigned)sg->limit);
 	if ((k = load_key(sg->keyfile, sg->rhost)) == NULL)
 		_exit(1);
+	if (!key_matches(sg, k)) {
+		syslog(LOG_ERR, "error tls: key %s is not the key of certificate %s rhost=%s",
+		    sg->keyfile, sg->certfile, sg->rhost);
+		_exit(1);
+	}
 	if (sg->drop && (setgroups(0, NULL) < 0 || setresgid(sg->gid, sg->gid, sg->gid) < 0 ||
 	    setresuid(sg->uid, sg->uid, sg->uid) < 0)) {
 		syslog(LOG_ERR, "error privsep: the signer cannot become uid %lu: %m",

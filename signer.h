@@ -9,6 +9,9 @@
 
 struct signer {
 	const char *keyfile;            /* the private key, PEM */
+	const char *certfile;           /* (for the log) */
+	const char *cert;               /* the certificate chain read at start: the key */
+	size_t certlen;                 /* must be its leaf's */
 	const char *rhost;              /* for the log */
 	int limit;                      /* seconds it may live: the pre-login time limit */
 	int drop;                       /* become uid/gid once the key is loaded */

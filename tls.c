@@ -485,8 +485,10 @@ tls_close(struct tls *t, int timeout)
 		SSL_free(t->ssl);
 	}
 	SSL_CTX_free(t->ctx);
-	RSA_meth_free(t->rsa_meth);
-	EC_KEY_METHOD_free(t->ec_meth);
+	if (t->rsa_meth != NULL)
+		RSA_meth_free(t->rsa_meth);
+	if (t->ec_meth != NULL)         /* (EC_KEY_METHOD_free(NULL) is not safe) */
+		EC_KEY_METHOD_free(t->ec_meth);
 	tls_signer_done(t);
 	free(t);
 }
