@@ -73,7 +73,7 @@ demo: deps
 	sh scripts/demo.sh
 
 # libFuzzer harnesses (clang): make fuzz [FUZZ_TIME=seconds each]
-FUZZERS = session mbox maildir_name userfile
+FUZZERS = session mbox maildir_name userfile $(if $(TLS_OBJS),signer)
 FUZZ_TIME ?= 60
 FUZZ_CC ?= clang
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
@@ -88,6 +88,9 @@ fuzz/mbox: fuzz/mbox.c $(LIBSRCS) $(HDRS)
 
 fuzz/maildir_name: fuzz/maildir_name.c $(LIBSRCS) $(HDRS)
 	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/maildir_name.c $(filter-out maildir.c,$(LIBSRCS)) $(LIBS)
+
+fuzz/signer: fuzz/signer.c signer.c sandbox.c $(HDRS)
+	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/signer.c sandbox.c $(LIBS)
 
 fuzz/userfile: fuzz/userfile.c auth.c sandbox.c md5.c $(HDRS)
 	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/userfile.c auth.c sandbox.c md5.c $(LIBS)

@@ -14,7 +14,7 @@ set -eu
 # fetchmail, mpop, getmail6, perl (Net::POP3 is in perl-modules); mandoc
 # (mandoc -T lint) and man-db (man -l) for the man pages; fail2ban
 # (fail2ban-regex); systemd also gives systemd-analyze.
-PKGS="gcc clang make pkg-config libc6-dev libcrypt-dev libsystemd-dev python3 curl systemd util-linux procps"
+PKGS="gcc clang make pkg-config libc6-dev libcrypt-dev libsystemd-dev libssl-dev python3 curl systemd util-linux procps"
 PKGS="$PKGS fetchmail mpop getmail6 perl fail2ban mandoc man-db"
 # Crash tests (tests/crash.py): procmail delivers into the mbox being killed.
 PKGS="$PKGS procmail"
@@ -24,6 +24,9 @@ PKGS="$PKGS procmail"
 # that tests/xxh3check.sh, tests/mboxlib.py (mbox UIDLs) and
 # tests/mboxcheck.py (journals) check pop3d's against.
 PKGS="$PKGS iproute2 valgrind strace xxhash"
+# TLS tests (tests/tls.py, tests/testssl.py): the openssl command makes the
+# test certificates and is a client (s_client); testssl.sh rates the policy.
+PKGS="$PKGS openssl testssl.sh"
 
 # --bench (make bench only, never make check): the peers for bench/bench.py
 # (its mpop client is in the list above). popa3d is not in this list: Debian's

@@ -6,13 +6,15 @@
 #        make CC=gcc   CFLAGS_EXTRA=-Werror
 #        make CC=clang CFLAGS_EXTRA=-Werror
 #        make SYSTEMD=no CFLAGS_EXTRA=-Werror   (and the binary must not use libsystemd)
+#        make TLS=no CFLAGS_EXTRA=-Werror       (and the binary must not use OpenSSL)
 #        make CFLAGS_EXTRA="-Werror -DMBOX_PORTABLE_SCAN"   (and its unit tests run)
 #      (skipped with --asan: `make check` already did them)
 #   3. the integration tests, tests/run.py
 #   2a. tests/xxh3check.sh: xxh3.c against the reference xxhsum -H2 (one test)
 #   3a. tests/security.py (privilege separation, abuse limits, timeouts, garbage,
-#       valgrind: issue 5 point 8) and tests/attacks.py (the security reviews'
-#       attacks: issue 11)
+#       valgrind: issue 5 point 8), tests/tls.py (POP3S and STLS: issue 12),
+#       tests/testssl.py (testssl.sh, not with --asan) and tests/attacks.py
+#       (the security reviews' attacks: issue 11)
 #   3b. tests/clients.py (hash tool, install, units, man pages, real clients),
 #       tests/fail2ban.py (the fail2ban filter on real log lines) and
 #       tests/demo.py (make demo, fetched with curl and poplib)
@@ -122,6 +124,10 @@ build_check() {    # build_check NAME MAKE-ARGS...
 			fail "build.$name" "SYSTEMD=no binary still links libsystemd"
 			return
 		fi
+		if [ "$name" = tls-no ] && ldd "$dir/pop3d" 2>/dev/null | grep -qE 'libssl|libcrypto'; then
+			fail "build.$name" "TLS=no binary still links OpenSSL"
+			return
+		fi
 		pass "build.$name"
 	else
 		fail "build.$name" "make $*"
@@ -142,6 +148,7 @@ if [ "$ASAN" = no ]; then
 		fail build.clang-Werror "clang not installed"
 	fi
 	build_check systemd-no SYSTEMD=no CFLAGS_EXTRA=-Werror
+	build_check tls-no TLS=no CFLAGS_EXTRA=-Werror
 	# the mbox body scan without SSE2 (as on other CPUs): its unit tests too
 	build_check portable-scan "CFLAGS_EXTRA=-Werror -DMBOX_PORTABLE_SCAN"
 	if [ -x "$WORK/build-portable-scan/tests/unit" ]; then
@@ -171,6 +178,15 @@ add_counts run.py "$WORK/run.log" "${PIPESTATUS[0]}"
 say "# security tests: tests/security.py"
 timeout 300 /usr/bin/python3 "$TOP/tests/security.py" 2>&1 | tee "$WORK/security.log"
 add_counts security.py "$WORK/security.log" "${PIPESTATUS[0]}"
+
+say "# TLS: tests/tls.py"
+timeout 900 /usr/bin/python3 "$TOP/tests/tls.py" 2>&1 | tee "$WORK/tls.log"
+add_counts tls.py "$WORK/tls.log" "${PIPESTATUS[0]}"
+if [ "$ASAN" = no ]; then
+	say "# testssl.sh: tests/testssl.py"
+	timeout 900 /usr/bin/python3 "$TOP/tests/testssl.py" 2>&1 | tee "$WORK/testssl.log"
+	add_counts testssl.py "$WORK/testssl.log" "${PIPESTATUS[0]}"
+fi
 
 say "# attack tests: tests/attacks.py"
 timeout 600 /usr/bin/python3 "$TOP/tests/attacks.py" 2>&1 | tee "$WORK/attacks.log"
@@ -241,6 +257,10 @@ if [ "$(id -u)" -eq 0 ]; then
 	(cd / && timeout 300 setpriv --reuid=65534 --regid=65534 --clear-groups \
 		env -i "${envs[@]}" /usr/bin/python3 "$U/security.py") 2>&1 | tee "$WORK/security-unpriv.log"
 	add_counts security.py-unprivileged "$WORK/security-unpriv.log" "${PIPESTATUS[0]}"
+	say "# TLS tests as an unprivileged user (uid/gid 65534)"
+	(cd / && timeout 600 setpriv --reuid=65534 --regid=65534 --clear-groups \
+		env -i "${envs[@]}" /usr/bin/python3 "$U/tls.py") 2>&1 | tee "$WORK/tls-unpriv.log"
+	add_counts tls.py-unprivileged "$WORK/tls-unpriv.log" "${PIPESTATUS[0]}"
 	say "# attack tests as an unprivileged user (uid/gid 65534)"
 	(cd / && timeout 300 setpriv --reuid=65534 --regid=65534 --clear-groups \
 		env -i "${envs[@]}" /usr/bin/python3 "$U/attacks.py") 2>&1 | tee "$WORK/attacks-unpriv.log"

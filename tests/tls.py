@@ -61,7 +61,7 @@ class Certs:
         self.dir = tempfile.mkdtemp(prefix="pop3d-tls-certs-", dir="/tmp")
         os.chmod(self.dir, 0o755)
         self.ca_key, self.ca = self.p("ca.key"), self.p("ca.crt")
-        self.run(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", self.ca_key,
+        self.run(["req", "-x509", "-newkey", "rsa:3072", "-nodes", "-keyout", self.ca_key,
                   "-out", self.ca, "-days", "30", "-subj", "/CN=pop3d test CA"])
         for kind, new in (("rsa", ["-newkey", "rsa:2048"]),
                           ("ec", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])):
@@ -75,7 +75,7 @@ class Certs:
                         "crlDistributionPoints=URI:http://localhost/pop3d-test.crl\n"
                         "authorityInfoAccess=OCSP;URI:http://localhost/ocsp\n")
             self.run(["x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
-                      "-CAcreateserial", "-out", crt, "-days", "30", "-extfile", ext])
+                      "-CAcreateserial", "-out", crt, "-days", "365", "-extfile", ext])
             os.chmod(key, 0o600)
             # the chain file: the leaf, then the CA
             with open(self.p(kind + ".chain"), "wb") as f:
