@@ -145,7 +145,8 @@ DOCDIR ?= $(DATADIR)/doc/pop3d
 SYSTEMDUNITDIR ?= $(shell $(PKG_CONFIG) --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
 SYSUSERSDIR ?= $(shell $(PKG_CONFIG) --variable=sysusersdir systemd 2>/dev/null || echo /usr/lib/sysusers.d)
 INSTALL ?= install
-UNIT_FILES = pop3d.socket pop3d@.service
+UNIT_FILES = pop3d.socket pop3d@.service pop3s.socket pop3s@.service
+XINETD_FILES = pop3d pop3s
 MAN_FILES = man8/pop3d.8 man5/pop3d.passwd.5 man1/pop3passwd.1
 F2B_DIR = $(DATADIR)/pop3d/fail2ban
 SUBST_SBIN = sed -e 's|/usr/local/sbin/pop3d|$(SBINDIR)/pop3d|g'
@@ -166,8 +167,11 @@ install: pop3d pop3passwd
 	done
 	$(INSTALL) -m 0644 units/pop3d.sysusers $(DESTDIR)$(SYSUSERSDIR)/pop3d.conf
 	$(SUBST_SBIN) units/inetd.conf > $(DESTDIR)$(DOCDIR)/examples/inetd.conf
-	$(SUBST_SBIN) units/xinetd.d/pop3d > $(DESTDIR)$(DOCDIR)/examples/xinetd.d/pop3d
-	chmod 0644 $(DESTDIR)$(DOCDIR)/examples/inetd.conf $(DESTDIR)$(DOCDIR)/examples/xinetd.d/pop3d
+	chmod 0644 $(DESTDIR)$(DOCDIR)/examples/inetd.conf
+	for x in $(XINETD_FILES); do \
+		$(SUBST_SBIN) units/xinetd.d/$$x > $(DESTDIR)$(DOCDIR)/examples/xinetd.d/$$x && \
+		chmod 0644 $(DESTDIR)$(DOCDIR)/examples/xinetd.d/$$x || exit 1; \
+	done
 	rm -f $(DESTDIR)$(DOCDIR)/examples/passwd
 	(umask 077 && { \
 		echo '# /etc/pop3d/passwd - pop3d user file, see pop3d.passwd(5). Mode 0600, owner root.'; \
@@ -186,8 +190,8 @@ uninstall:
 	for m in $(MAN_FILES); do rm -f $(DESTDIR)$(MANDIR)/$$m; done
 	for u in $(UNIT_FILES); do rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; done
 	rm -f $(DESTDIR)$(SYSUSERSDIR)/pop3d.conf
-	rm -f $(DESTDIR)$(DOCDIR)/examples/inetd.conf $(DESTDIR)$(DOCDIR)/examples/xinetd.d/pop3d \
-		$(DESTDIR)$(DOCDIR)/examples/passwd \
+	for x in $(XINETD_FILES); do rm -f $(DESTDIR)$(DOCDIR)/examples/xinetd.d/$$x; done
+	rm -f $(DESTDIR)$(DOCDIR)/examples/inetd.conf $(DESTDIR)$(DOCDIR)/examples/passwd \
 		$(DESTDIR)$(F2B_DIR)/filter.d/pop3d.conf $(DESTDIR)$(F2B_DIR)/jail.d/pop3d.conf
 	-rmdir $(DESTDIR)$(DOCDIR)/examples/xinetd.d $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) \
 		$(DESTDIR)$(F2B_DIR)/filter.d $(DESTDIR)$(F2B_DIR)/jail.d $(DESTDIR)$(F2B_DIR) \

@@ -4,24 +4,24 @@
  *
  * The processes of a connection, each started here or where the table says:
  *
- *   process    runs as, where                  holds                 talks to
- *   ---------  ------------------------------  --------------------  ------------------------
- *   monitor    root (or the virtual-mail       the user file          the pre-login process
- *   (pop3d.c)  user), the real root             (read, never kept),    (channel); after login
- *              directory                        the state directory   it is the session
- *   pre-login  the -u user, chrooted into      the client socket;     the client (plain or
- *   (pop3d.c,  <statedir>/empty, no groups,    the certificate chain  TLS), the monitor
- *   tls.c)     seccomp, limits                  (public)              (channel), the signer
- *   signer     root to load the key, then the  the TLS private key    the pre-login process
- *   (signer.c) -u user, seccomp; exits with     (only it, only while   only (signature
- *              the handshake                    it lives)              requests)
- *   hashing    the -u user, seccomp (memory    one password, one      nobody: exits with the
- *   (auth.c)   and exit only)                   hash                   answer
- *   session    the maildrop owner, no groups   the user's maildrop    the client, or the
- *   (pop3d.c)  (the -g group as saved gid)                            relay over a socketpair
- *   relay      the pre-login process goes on   the client's TLS       the client (TLS) and the
- *   (relay.c)  after a login over TLS, as       session                session (plain)
- *              confined as before
+ *   process      runs as, where                 holds                  talks to
+ *   -----------  -----------------------------  ---------------------  -----------------------
+ *   monitor      root (or the virtual-mail      the user file (read,   the pre-login process
+ *   (monitor.c)  user), the real root           never kept), the       (channel); after login
+ *                directory                      state directory        it is the session
+ *   pre-login    the -u user, chrooted into     the client socket,     the client (plain or
+ *   (pop3d.c,    <statedir>/empty, no groups,   the certificate chain  TLS), the monitor
+ *   tls.c)       seccomp, limits                (public)               (channel), the signer
+ *   signer       root to load the key, then     the TLS private key    the pre-login process
+ *   (signer.c)   the -u user, seccomp; answers  (only it, only while   only (one signature
+ *                one signature and exits        it lives)              request)
+ *   hashing      the -u user, seccomp (memory   one password, one      nobody: exits with the
+ *   (auth.c)     and exit only)                 hash                   answer
+ *   session      the maildrop owner, no groups  the user's maildrop    the client, or the
+ *   (pop3d.c)    (the -g group as saved gid)                           relay over a socketpair
+ *   relay        the pre-login process going    the client socket and  the client (TLS) and
+ *   (relay.c)    on after a login over TLS, as  the connection's TLS   the session (plain)
+ *                confined as before             state
  *
  * The pre-login process reads and parses everything a client sends before
  * login, TLS records included. It has chrooted into an empty root-owned

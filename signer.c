@@ -37,6 +37,15 @@
 #include "signer.h"
 #include "tls.h"
 
+/* The PEM passphrase callback: there is none (OpenSSL's default would ask
+ * on the terminal), so an encrypted key is refused as unusable. */
+static int
+no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf, (void)size, (void)rwflag, (void)u;
+	return -1;
+}
+
 /* The key file as root: the key, or NULL (logged). */
 static EVP_PKEY *
 load_key(const char *path, const char *rhost)
@@ -70,12 +79,12 @@ load_key(const char *path, const char *rhost)
 		return NULL;
 	}
 	if ((b = BIO_new_mem_buf(buf, (int)n)) != NULL)
-		k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
+		k = PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL);
 	BIO_free(b);
 	explicit_bzero(buf, sizeof(buf));
 	if (k == NULL || (EVP_PKEY_get_base_id(k) != EVP_PKEY_RSA &&
 	    EVP_PKEY_get_base_id(k) != EVP_PKEY_EC)) {
-		syslog(LOG_ERR, "error tls: key %s: not a PEM RSA or EC private key rhost=%s",
+		syslog(LOG_ERR, "error tls: key %s: not a PEM RSA or EC private key (or encrypted) rhost=%s",
 		    path, rhost);
 		EVP_PKEY_free(k);
 		return NULL;
@@ -168,20 +177,20 @@ signer_run(const struct signer *sg, int chan)
 	memset(&ans, 0, sizeof(ans));   /* ready: an answer of length 0 */
 	if (send(chan, &ans, sizeof(ans), MSG_NOSIGNAL) != (ssize_t)sizeof(ans))
 		_exit(1);
-	for (;;) {
-		do
-			n = recv(chan, &req, sizeof(req), MSG_TRUNC);
-		while (n < 0 && errno == EINTR);
-		if (n != (ssize_t)sizeof(req))
-			break;          /* done (the channel closed), or a malformed request */
+	/* One handshake needs one signature (TLS 1.3's CertificateVerify, or
+	 * TLS 1.2's ServerKeyExchange): one request is answered, then the
+	 * signer is done, so even a subverted pre-login process gets no more
+	 * than one signature of its choosing per connection. */
+	do
+		n = recv(chan, &req, sizeof(req), MSG_TRUNC);
+	while (n < 0 && errno == EINTR);
+	if (n == (ssize_t)sizeof(req)) {
 		memset(&ans, 0, sizeof(ans));
 		sign_one(k, &req, &ans);
 		explicit_bzero(&req, sizeof(req));
 		do
 			n = send(chan, &ans, sizeof(ans), MSG_NOSIGNAL);
 		while (n < 0 && errno == EINTR);
-		if (n != (ssize_t)sizeof(ans))
-			break;
 	}
 	EVP_PKEY_free(k);
 	_exit(0);

@@ -21,7 +21,8 @@ struct signer {
 
 /* The signer process, on its end chan of the channel to the pre-login
  * process: load the key (as root), say so on chan (an answer of length 0),
- * confine itself, then answer requests until chan closes. Never returns. */
+ * confine itself, answer one request (the handshake needs one signature)
+ * and exit. Never returns. */
 void signer_run(const struct signer *, int chan) __attribute__((noreturn));
 
 #endif

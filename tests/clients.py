@@ -8,7 +8,8 @@
   user-file lines that pop3d accepts, and its errors.
 * Deploy: `make install` into a DESTDIR and `make uninstall`; the units pass
   `systemd-analyze verify`; `systemd-analyze security --offline=yes` on
-  pop3d@.service reports an exposure of at most 2.0; every man page passes
+  pop3d@.service and pop3s@.service reports an exposure of at most 2.0, and
+  pop3s@.service differs from pop3d@.service only in its TLS lines; every man page passes
   `mandoc -T lint` without a message and renders with `man -l`.
 * Clients: fetchmail, mpop, getmail6, Perl's Net::POP3 and curl against
   ./pop3d under systemd-socket-activate on 127.0.0.1, each on an mbox and on
@@ -247,10 +248,13 @@ class Deploy(unittest.TestCase):
             "usr/local/share/man/man1/pop3passwd.1": 0o644,
             "lib/systemd/system/pop3d.socket": 0o644,
             "lib/systemd/system/pop3d@.service": 0o644,
+            "lib/systemd/system/pop3s.socket": 0o644,
+            "lib/systemd/system/pop3s@.service": 0o644,
             "usr/lib/sysusers.d/pop3d.conf": 0o644,
             "usr/local/share/doc/pop3d/examples/passwd": 0o600,
             "usr/local/share/doc/pop3d/examples/inetd.conf": 0o644,
             "usr/local/share/doc/pop3d/examples/xinetd.d/pop3d": 0o644,
+            "usr/local/share/doc/pop3d/examples/xinetd.d/pop3s": 0o644,
             "usr/local/share/pop3d/fail2ban/filter.d/pop3d.conf": 0o644,
             "usr/local/share/pop3d/fail2ban/jail.d/pop3d.conf": 0o644,
         }
@@ -269,8 +273,11 @@ class Deploy(unittest.TestCase):
         root2 = os.path.join(self.dir, "root2")
         self.make("install", "DESTDIR=" + root2, "PREFIX=/usr", "SYSTEMDUNITDIR=/lib/systemd/system",
                   "SYSUSERSDIR=/usr/lib/sysusers.d")
-        with open(os.path.join(root2, "lib/systemd/system/pop3d@.service")) as f:
-            self.assertIn("ExecStart=/usr/sbin/pop3d ", f.read())
+        for u in ("pop3d@.service", "pop3s@.service"):
+            with open(os.path.join(root2, "lib/systemd/system", u)) as f:
+                self.assertIn("ExecStart=/usr/sbin/pop3d ", f.read())
+        with open(os.path.join(root2, "usr/share/doc/pop3d/examples/xinetd.d/pop3s")) as f:
+            self.assertIn("= /usr/sbin/pop3d\n", f.read())
         with open(os.path.join(root2, "usr/share/doc/pop3d/examples/inetd.conf")) as f:
             self.assertIn("/usr/sbin/pop3d\tpop3d", f.read())
         self.make("uninstall", "DESTDIR=" + root, "PREFIX=/usr/local",
@@ -287,7 +294,8 @@ class Deploy(unittest.TestCase):
         # binary installed in the DESTDIR; man pages from the DESTDIR too
         vdir = os.path.join(self.dir, "verify")
         os.mkdir(vdir)
-        for u in ("pop3d.socket", "pop3d@.service"):
+        units = ("pop3d.socket", "pop3d@.service", "pop3s.socket", "pop3s@.service")
+        for u in units:
             with open(os.path.join(unitdir, u)) as f:
                 text = f.read().replace("/usr/local/sbin/pop3d",
                                         os.path.join(root, "usr/local/sbin/pop3d"))
@@ -295,24 +303,39 @@ class Deploy(unittest.TestCase):
                 f.write(text)
         env = dict(os.environ, MANPATH=os.path.join(root, "usr/local/share/man"),
                    SYSTEMD_LOG_LEVEL="notice")
-        rc, out, err = sh(["systemd-analyze", "verify",
-                           os.path.join(vdir, "pop3d.socket"),
-                           os.path.join(vdir, "pop3d@.service")], env=env)
+        rc, out, err = sh(["systemd-analyze", "verify"] + [os.path.join(vdir, u) for u in units],
+                          env=env)
         text = (out + err).decode(errors="replace")
         self.assertEqual(rc, 0, text)
         self.assertEqual(text.strip(), "", "systemd-analyze verify said something")
-        rc, out, err = sh(["systemd-analyze", "security", "--offline=yes", "--no-pager",
-                           os.path.join(vdir, "pop3d@.service")], env=env)
-        text = (out + err).decode(errors="replace")
-        m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", text)
-        self.assertTrue(m, text[-2000:])
-        print("# systemd-analyze security: exposure %s" % m.group(1))
-        self.assertLessEqual(float(m.group(1)), 2.0, text)
-        with open(os.path.join(unitdir, "pop3d.socket")) as f:
-            sock = f.read()
-        for key in ("ListenStream=110", "Accept=yes", "MaxConnections=",
-                    "MaxConnectionsPerSource="):
-            self.assertIn(key, sock)
+        for u in ("pop3d@.service", "pop3s@.service"):
+            rc, out, err = sh(["systemd-analyze", "security", "--offline=yes", "--no-pager",
+                               os.path.join(vdir, u)], env=env)
+            text = (out + err).decode(errors="replace")
+            m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", text)
+            self.assertTrue(m, text[-2000:])
+            print("# systemd-analyze security %s: exposure %s" % (u, m.group(1)))
+            self.assertLessEqual(float(m.group(1)), 2.0, text)
+        for sock, port in (("pop3d.socket", 110), ("pop3s.socket", 995)):
+            with open(os.path.join(unitdir, sock)) as f:
+                text = f.read()
+            for key in ("ListenStream=%d" % port, "Accept=yes", "MaxConnections=",
+                        "MaxConnectionsPerSource="):
+                self.assertIn(key, text)
+
+    def test_pop3s_service_is_pop3d_service_plus_tls(self):
+        """pop3s@.service is pop3d@.service but for its comments, its
+        description and the TLS lines: the two cannot drift apart."""
+        def settings(name):
+            with open(os.path.join(REPO, "units", name)) as f:
+                return [l.rstrip("\n") for l in f
+                        if l.strip() and not l.startswith("#")
+                        and not l.startswith(("Description=", "ExecStart=", "LoadCredential="))]
+        self.assertEqual(settings("pop3s@.service"), settings("pop3d@.service"))
+        with open(os.path.join(REPO, "units", "pop3s@.service")) as f:
+            text = f.read()
+        self.assertRegex(text, r"(?m)^ExecStart=\S+ -s .*-c \S+ -k %d/pop3d\.key$")
+        self.assertRegex(text, r"(?m)^LoadCredential=pop3d\.key:/\S+$")
 
     def test_man_pages_lint_and_render(self):
         for man in self.MANS:

@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mboxlib as mb                      # noqa: E402
 import run as R                           # noqa: E402
 import security as S                      # noqa: E402
-from pop3lib import (IS_ROOT, Session, SocketTransport, ProtocolError,  # noqa: E402
+from pop3lib import (IS_ROOT, REPO, Session, SocketTransport, ProtocolError,  # noqa: E402
                      crypt_hash, proc_status, proc_tree, wait_for)
 
 PW = R.PW
@@ -164,6 +164,9 @@ class TlsBase(R.Base):
         st, lines = s.cmd_lines("CAPA")
         self.assertOk(st)
         return lines
+
+    def quit_ok_sock(self, s):
+        self.assertTrue(s.quit().startswith("+OK"))
 
     def fetch_all(self, s):
         n, _ = self.stat(s)
@@ -351,9 +354,6 @@ class Protocol(TlsBase):
         self.assertIn("USER", caps)
         self.assertRegex(s.login("alice", PW), RE_LOGIN)
         s.quit()
-
-    def quit_ok_sock(self, s):
-        self.assertTrue(s.quit().startswith("+OK"))
 
     def test_stls_injection_discarded(self):
         """Commands sent in clear after STLS, in the same packet, are never
@@ -546,6 +546,53 @@ class Keys(TlsBase):
             f.write("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
         self.refused(c, k, r"error tls: key \S+: not a PEM RSA or EC private key")
 
+    def test_encrypted_key_refused_without_asking_the_terminal(self):
+        """An encrypted key is refused at once, even when pop3d has a
+        controlling terminal (OpenSSL's default would prompt on it and hang
+        every handshake)."""
+        self.alice()
+        c, k = self.copy("ec")
+        subprocess.run(["openssl", "pkey", "-in", self.c.key("ec"), "-out", k, "-aes256",
+                        "-passout", "pass:secret"], check=True, capture_output=True)
+        os.chmod(k, 0o600)
+        import pty
+        mine, theirs = socket.socketpair()
+        pid, master = pty.fork()
+        if pid == 0:                            # pop3d with a terminal of its own
+            try:
+                os.dup2(theirs.fileno(), 0)
+                os.dup2(theirs.fileno(), 1)
+                os.execve(R.POP3D, self.e.args(self.args(c, k, True)), self.e.child_env())
+            finally:
+                os._exit(127)
+        theirs.close()
+        try:
+            mine.settimeout(10)
+            start = time.monotonic()
+            with self.assertRaises((ssl.SSLError, ConnectionResetError, OSError)):
+                self.ctx().wrap_socket(mine, server_hostname="localhost")
+            self.assertLess(time.monotonic() - start, 8, "the handshake hung")
+            out = b""
+            while True:                         # what pop3d wrote on its terminal (-e)
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            self.assertNotIn(b"pass phrase", out)
+            self.assertRegex(out.decode(errors="replace"),
+                             r"error tls: key \S+: not a PEM RSA or EC private key \(or encrypted\)")
+        finally:
+            mine.close()
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            os.waitpid(pid, 0)
+            os.close(master)
+
     def test_key_of_another_certificate(self):
         self.alice()
         c, _ = self.copy("ec")
@@ -599,6 +646,70 @@ class Keys(TlsBase):
         self.assertIn(b"rsaEncryption", subprocess.run(
             ["openssl", "x509", "-inform", "DER", "-noout", "-text"], input=second,
             capture_output=True).stdout)
+
+
+# ====================================================================== deployment
+
+class Deployment(TlsBase):
+    """The POP3S lines the project ships (units/inetd.conf, units/xinetd.d/
+    pop3s, units/pop3s@.service with the key as a systemd credential, and the
+    STLS drop-in that units/pop3d@.service describes) start a pop3d that
+    serves: their arguments, with the test's files for /etc/pop3d/*."""
+
+    UNITS = os.path.join(REPO, "units")
+
+    def shipped(self):
+        """{name: argv after "pop3d"} for each shipped TLS line."""
+        out = {}
+        with open(os.path.join(self.UNITS, "inetd.conf")) as f:
+            for line in f:
+                if line.startswith("pop3s\t"):
+                    out["inetd"] = line.split()[7:]
+        with open(os.path.join(self.UNITS, "xinetd.d", "pop3s")) as f:
+            m = re.search(r"^\s*server_args\s*=\s*(.*)$", f.read(), re.M)
+            out["xinetd"] = m.group(1).split()
+        with open(os.path.join(self.UNITS, "pop3s@.service")) as f:
+            text = f.read()
+            m = re.search(r"^ExecStart=\S+ (.*)$", text, re.M)
+            out["pop3s@.service"] = m.group(1).split()
+            cred = re.search(r"^LoadCredential=pop3d\.key:(\S+)$", text, re.M).group(1)
+            self.assertEqual(cred, "/etc/pop3d/key.pem")
+        with open(os.path.join(self.UNITS, "pop3d@.service")) as f:
+            text = f.read()
+            m = re.search(r"^ExecStart=\S+ (.*)$", text, re.M)
+            stls = re.search(r'^# and "(-c [^"]*)" to ExecStart=', text, re.M).group(1)
+            out["pop3d@.service+STLS"] = m.group(1).split() + stls.split()
+        self.assertEqual(len(out), 4, out)
+        return out
+
+    def test_shipped_pop3s_and_stls_lines_serve(self):
+        self.alice(R.simple_raws(2))
+        want = self.plain_fetch()
+        creds = tempfile.mkdtemp(dir=self.e.dir)        # as systemd's %d: 0400 copy
+        shutil.copy(self.c.key("ec"), os.path.join(creds, "pop3d.key"))
+        os.chmod(os.path.join(creds, "pop3d.key"), 0o400)
+        files = {"/etc/pop3d/passwd": self.e.userfile, "/etc/pop3d/cert.pem": self.c.cert("ec"),
+                 "/etc/pop3d/key.pem": self.c.key("ec"),
+                 "%d/pop3d.key": os.path.join(creds, "pop3d.key")}
+        for name, argv in self.shipped().items():
+            with self.subTest(line=name):
+                for a in argv:
+                    if a.startswith("/") or a.startswith("%"):
+                        self.assertIn(a, files, "%s names %s" % (name, a))
+                self.assertEqual("-s" in argv, "STLS" not in name, "POP3S lines have -s")
+                argv = [files.get(a, a) for a in argv]
+                act = self.e.activate(["-e"] + argv)
+                if "-s" in argv:
+                    s = self.implicit(act)
+                else:
+                    p = act.session()
+                    self.assertIn("STLS", self.capa(p))
+                    self.assertEqual(p.cmd("USER alice")[:11], "-ERR [AUTH]")
+                    p.quit()
+                    s = self.starttls(act)
+                self.assertRegex(s.login("alice", PW), RE_LOGIN)
+                self.assertEqual(self.fetch_all(s), want)
+                self.quit_ok_sock(s)
 
 
 # ====================================================================== processes and memory

@@ -2,7 +2,8 @@
  * tests/unit.c - unit tests: md5 (RFC 1321 vectors, the RFC 1939 APOP example),
  * the command-line reader and parser, the mbox parser (sizes, offsets, UIDL
  * selection and duplicates), message sending and the in-place update; the
- * Maildir back end (order, sizes, UIDL, lock, renames, update).
+ * Maildir back end (order, sizes, UIDL, lock, renames, update); with TLS, the
+ * signer (one signature per process, then gone).
  * Prints a line per failure and a closing "N passed, N failed".
  */
 #define _GNU_SOURCE
@@ -18,6 +19,14 @@
 #include "maildrop.h"
 #include "md5.h"
 #include "xxh3.h"
+#ifdef HAVE_TLS
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include "signer.h"
+#include "tls.h"
+#endif
 
 static int passed, failed;
 static char tmpdir[] = "/tmp/pop3d-unit.XXXXXX";
@@ -753,6 +762,71 @@ test_body_blocks(void)
 	free(data);
 }
 
+#ifdef HAVE_TLS
+/* The signer answers one request, with a signature the key's public half
+ * verifies, and exits: a second request gets nothing. */
+static void
+test_signer(void)
+{
+	char path[300];
+	unsigned char digest[32];
+	struct signreq req;
+	struct signans ans, ready;
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+	EVP_PKEY_CTX *v;
+	FILE *f;
+	int sv[2], status, ok = 0;
+	pid_t pid;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/signer.key", tmpdir);
+	f = fopen(path, "w");
+	CHECK(k != NULL && f != NULL && PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) == 1,
+	    "signer: key written");
+	if (f != NULL)
+		fclose(f);
+	chmod(path, 0600);
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) < 0 || (pid = fork()) < 0) {
+		CHECK(0, "signer: socketpair/fork");
+		return;
+	}
+	if (pid == 0) {
+		struct signer sg = { path, "none", "", 0, "unit", 30, 0, 0, 0 };
+
+		close(sv[0]);
+		signer_run(&sg, sv[1]);
+	}
+	close(sv[1]);
+	n = recv(sv[0], &ready, sizeof(ready), 0);
+	CHECK(n == (ssize_t)sizeof(ready) && ready.len == 0, "signer: ready (%zd)", n);
+	memset(digest, 7, sizeof(digest));
+	memset(&req, 0, sizeof(req));
+	req.op = SIGN_ECDSA;
+	req.len = sizeof(digest);
+	memcpy(req.data, digest, sizeof(digest));
+	for (int i = 0; i < 2; i++) {
+		if (send(sv[0], &req, sizeof(req), MSG_NOSIGNAL) != (ssize_t)sizeof(req))
+			break;
+		memset(&ans, 0, sizeof(ans));
+		n = recv(sv[0], &ans, sizeof(ans), 0);
+		if (i == 0) {
+			v = EVP_PKEY_CTX_new(k, NULL);
+			ok = n == (ssize_t)sizeof(ans) && ans.len > 0 && v != NULL &&
+			    EVP_PKEY_verify_init(v) == 1 &&
+			    EVP_PKEY_verify(v, ans.data, (size_t)ans.len, digest, sizeof(digest)) == 1;
+			EVP_PKEY_CTX_free(v);
+			CHECK(ok, "signer: first request signed, and the signature verifies");
+		} else {
+			CHECK(n <= 0, "signer: a second request answered (%zd)", n);
+		}
+	}
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "signer: exits 0 after its one answer (status %#x)", status);
+	close(sv[0]);
+	EVP_PKEY_free(k);
+}
+#endif
+
 int
 main(void)
 {
@@ -776,6 +850,9 @@ main(void)
 	test_maildir_names();
 	test_fast_paths();
 	test_body_blocks();
+#ifdef HAVE_TLS
+	test_signer();
+#endif
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 	if (system(cmd) != 0)
 		printf("could not remove %s\n", tmpdir);
