@@ -207,9 +207,13 @@ BENCH_ARGS ?=
 bench/empty: bench/empty.c
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ bench/empty.c $(LIBS)
 
+# the lean pipelined reader (plain and POP3S): needs OpenSSL, as TLS=yes does
+bench/popread: bench/popread.c
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ bench/popread.c $(shell $(PKG_CONFIG) --libs openssl)
+
 bench:
 	sh scripts/deps.sh --bench
-	$(MAKE) all bench/empty
+	$(MAKE) all bench/empty bench/popread
 	/usr/bin/python3 bench/bench.py $(BENCH_ARGS)
 
 .PHONY: bench

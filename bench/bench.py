@@ -25,6 +25,7 @@ import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -299,6 +300,83 @@ def vmhwm_kb(pid):
     return int(v[0]) if v else 0
 
 
+def children(pid):
+    """pid's child processes (/proc/PID/task/PID/children: no scan of /proc)."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
+def descendants(pid):
+    out, todo = [], children(pid)
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children(p))
+    return out
+
+
+def resident_kb(pids):
+    """The resident memory of the processes pids together, in kB: their
+    present pages (from /proc/PID/pagemap, which gives page frame numbers
+    to root) counted once each, so a library page they all map counts once,
+    as it takes memory once. The RSS of the group, where summing each
+    process's RSS would count every shared page again per process."""
+    frames = set()
+    page = os.sysconf("SC_PAGE_SIZE")
+    for pid in pids:
+        try:
+            with open("/proc/%d/maps" % pid) as f:
+                ranges = [l.split()[0].split("-") for l in f if "[vsyscall]" not in l]
+            fd = os.open("/proc/%d/pagemap" % pid, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            for lo, hi in ranges:
+                lo, hi = int(lo, 16) // page, int(hi, 16) // page
+                data = os.pread(fd, (hi - lo) * 8, lo * 8)
+                for (e,) in struct.iter_unpack("<Q", data):
+                    if e >> 63:                         # present
+                        frames.add(e & ((1 << 55) - 1))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return len(frames) * page // 1024
+
+
+class RssSampler(threading.Thread):
+    """Every ~0.5 ms: the VmHWM of each process procs() names, summed. The
+    peak of that sum bounds the memory of all of a session's processes
+    together at any instant (VmHWM is each process's own peak so far); the
+    short-lived ones (pop3d's signer and hashing child, a few ms) are caught
+    by the sampling rate. seen: the processes and their last VmHWM."""
+
+    def __init__(self, procs):
+        super().__init__(daemon=True)
+        self.procs = procs
+        self.peak = 0
+        self.seen = {}
+        self.halt = threading.Event()
+
+    def run(self):
+        while not self.halt.is_set():
+            total = 0
+            for pid in self.procs():
+                h = vmhwm_kb(pid)
+                if h:
+                    self.seen[pid] = (comm(pid), h)
+                total += h
+            self.peak = max(self.peak, total)
+            time.sleep(0.0005)
+
+    def stop(self):
+        self.halt.set()
+        self.join()
+
+
 class Activated:
     """systemd-socket-activate --accept --inetd on 127.0.0.1."""
 
@@ -449,6 +527,8 @@ class Dovecot:
     """Dovecot's own daemon with a private configuration."""
     name = "dovecot"
     maildir = True
+    tls = False
+    cert = key = None
 
     def __init__(self, tmp, data, uid, gid):
         self.tmp = os.path.join(tmp, "dovecot")
@@ -496,7 +576,7 @@ state_dir = {t}/state
 log_path = {t}/dovecot.log
 protocols = pop3
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain
 first_valid_uid = 1
@@ -516,7 +596,7 @@ userdb {{
 service pop3-login {{
   inet_listener pop3 {{
     address = 127.0.0.1
-    port = {port}
+    port = {plain_port}
   }}
 }}
 service imap-login {{
@@ -529,10 +609,14 @@ service imap-login {{
 }}
 service pop3-login {{
   inet_listener pop3s {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
-""".format(t=t, pw=pw, port=self.port))
+""".format(t=t, pw=pw, plain_port=0 if self.tls else self.port,
+           tls_port=self.port if self.tls else 0,
+           ssl="ssl = required\nssl_cert = <%s\nssl_key = <%s" % (self.cert, self.key)
+           if self.tls else "ssl = no"))
         note_cmd(["dovecot", "-F", "-c", "DIR/dovecot.conf"])
         self.log = open(os.path.join(t, "stderr.log"), "ab")
         self.proc = subprocess.Popen(["dovecot", "-F", "-c", conf], stdin=subprocess.DEVNULL,
@@ -550,6 +634,11 @@ service pop3-login {{
     def sessions(self):
         return [p for p in pop3lib.proc_tree(self.proc.pid) if comm(p) == "pop3"]
 
+    def all_procs(self):
+        """A session's processes: pop3 and pop3-login (which does the TLS
+        and relays for the session)."""
+        return [p for p in children(self.proc.pid) if comm(p) in ("pop3", "pop3-login")]
+
     def idle(self):
         return pop3lib.wait_for(lambda: not self.sessions(), timeout=10)
 
@@ -564,6 +653,50 @@ service pop3-login {{
         if self.proc:
             self.log.close()
         self.proc = None
+
+
+def make_cert(tmp):
+    """One ECDSA P-256 certificate for localhost, for both TLS servers."""
+    cert, key = os.path.join(tmp, "tls-cert.pem"), os.path.join(tmp, "tls-key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    os.chmod(key, 0o600)
+    note_cmd(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+              "ec_paramgen_curve:P-256", "-nodes", "...", "(one certificate for both servers)"])
+    return cert, key
+
+
+class Pop3dTls(Pop3d):
+    """pop3d with -s: POP3S, the handshake first."""
+    name = "pop3d-tls"
+    tls = True
+
+    def __init__(self, tmp, data, uid, gid, cert, key):
+        super().__init__(tmp, data, uid, gid)
+        self.cert, self.key = cert, key
+
+    def start(self):
+        self.act = Activated([POP3D, "-s", "-c", self.cert, "-k", self.key, "-f", self.users,
+                              "-l", self.locks], self.tmp, "pop3d-tls")
+        self.port = self.act.port
+
+    def all_procs(self):
+        """Every process of the connections: monitor or session, pre-login or
+        relay, signer, hashing child."""
+        return descendants(self.act.root())
+
+
+class DovecotTls(Dovecot):
+    """Dovecot with ssl = required and only its pop3s listener, on the same
+    certificate."""
+    name = "dovecot-tls"
+    tls = True
+
+    def __init__(self, tmp, data, uid, gid, cert, key):
+        super().__init__(tmp, data, uid, gid)
+        self.tmp = os.path.join(tmp, "dovecot-tls")
+        self.cert, self.key = cert, key
 
 
 class Cat:
@@ -585,9 +718,26 @@ class Replay:
 
 # ------------------------------------------------------------------ clients
 
+TLS_CTX = None
+
+
+def tls_ctx():
+    """The client side of every TLS test: Python's ssl (OpenSSL), no
+    certificate check (the bench's own self-signed certificate)."""
+    global TLS_CTX
+    if TLS_CTX is None:
+        import ssl
+        TLS_CTX = ssl.create_default_context()
+        TLS_CTX.check_hostname = False
+        TLS_CTX.verify_mode = ssl.CERT_NONE
+    return TLS_CTX
+
+
 class Conn:
-    def __init__(self, port):
+    def __init__(self, port, tls=False):
         self.s = socket.create_connection(("127.0.0.1", port), timeout=600)
+        if tls:
+            self.s = tls_ctx().wrap_socket(self.s, server_hostname="localhost")
         self.buf = b""
 
     def line(self):
@@ -617,15 +767,21 @@ class Conn:
         self.s.close()
 
 
-def pipelined_download(port, user, on_done=None):
-    """Minimal pipelined reader: all RETRs sent at once (from a thread), the
-    replies counted until the last terminator. (seconds, octets)."""
+def pipelined_download(port, user, on_done=None, tls=False):
+    """Minimal pipelined reader: all RETRs sent at once (from a thread; over
+    TLS before reading, as an SSL object must not be written and read at once
+    and 1,000 RETRs fit in the socket's buffer), the replies counted until the
+    last terminator. (seconds, octets)."""
     t0 = time.monotonic()
-    c = Conn(port)
+    c = Conn(port, tls)
     c.login(user)
     count = int(c.cmd("STAT").split()[1])
     cmds = b"".join(b"RETR %d\r\n" % i for i in range(1, count + 1))
-    w = threading.Thread(target=c.s.sendall, args=(cmds,))
+    if tls:
+        c.s.sendall(cmds)
+        w = threading.Thread(target=lambda: None)
+    else:
+        w = threading.Thread(target=c.s.sendall, args=(cmds,))
     w.start()
     term = b"\r\n.\r\n"
     buf = bytearray(1 << 20)
@@ -707,7 +863,7 @@ def mpop_download(port, user, tmp):
 def stat_session(port, user, srv):
     """(seconds to +OK of STAT from connect, peak RSS kB of the session)."""
     t0 = time.monotonic()
-    c = Conn(port)
+    c = Conn(port, getattr(srv, "tls", False))
     c.login(user)
     c.cmd("STAT")
     secs = time.monotonic() - t0
@@ -717,11 +873,49 @@ def stat_session(port, user, srv):
     return secs, rss
 
 
-def sessions_per_sec(port, user, seconds):
+def tls_memory_session(srv, user):
+    """One POP3S session in stages, the memory of all of the session's
+    processes together (resident_kb) taken at each: connected (before the
+    ClientHello: pop3d's monitor, pre-login process and signer), after the
+    handshake and greeting, after login, after RETR of every message of the
+    data set. [(stage, kB, processes)]."""
+    out = []
+
+    def take(stage):
+        time.sleep(0.3)
+        pids = srv.all_procs()
+        out.append((stage, resident_kb(pids), len(pids)))
+    raw = socket.create_connection(("127.0.0.1", srv.port), timeout=600)
+    take("connected")
+    c = Conn.__new__(Conn)
+    c.s, c.buf = tls_ctx().wrap_socket(raw, server_hostname="localhost"), b""
+    g = c.line()
+    if not g.startswith(b"+OK"):
+        raise RuntimeError("greeting %r" % g)
+    take("handshake")
+    c.cmd("USER " + user)
+    c.cmd("PASS " + PASSWORD)
+    take("login")
+    count = int(c.cmd("STAT").split()[1])
+    for i in range(1, count + 1):
+        c.cmd("RETR %d" % i)
+        while not (c.buf.endswith(b"\r\n.\r\n") or b"\r\n.\r\n" in c.buf):
+            d = c.s.recv(1 << 20)
+            if not d:
+                raise RuntimeError("closed in RETR %d" % i)
+            c.buf += d
+        c.buf = c.buf.split(b"\r\n.\r\n", 1)[1]
+    take("retr all")
+    c.cmd("QUIT")
+    c.close()
+    return out
+
+
+def sessions_per_sec(port, user, seconds, tls=False):
     n = 0
     t0 = time.monotonic()
     while time.monotonic() - t0 < seconds:
-        c = Conn(port)
+        c = Conn(port, tls)
         c.login(user)
         c.cmd("STAT")
         c.cmd("QUIT")
@@ -909,6 +1103,70 @@ class Runner:
             log("  %s QUIT after DELE of the %s message of mbox-1g: %.3f s (%d runs)"
                 % (srv.name, label, median(times), len(times)))
         os.unlink(srv.update)
+
+    def run_plain_pipe(self, srv):
+        """pop3d's plaintext pipelined download and logins/s alone (--tls-only):
+        what the POP3S rows are compared with."""
+        srv.start()
+        try:
+            user = srv.use("mbox-1k")
+            self.stat_tests(srv, "mbox-1k", runs=2)
+
+            def pipe():
+                return pipelined_download(srv.port, user)
+            pipe.label = "pipelined"
+            med, k, octs, cpu = self.runs(pipe, self.args.runs, srv, self.args.budget)
+            self.put(srv.name, "wire_mbox-1k", octs // k)
+            self.put(srv.name, "pipe_s_mbox-1k", (med, k))
+            self.put(srv.name, "cpu_per_gb_mbox-1k", cpu / (octs / 1e9))
+            srv_idle(srv)
+            self.put(srv.name, "sessions", sessions_per_sec(srv.port, srv.use("mbox-small"),
+                                                            self.args.session_seconds))
+        finally:
+            srv.stop()
+
+    def run_tls(self, srv):
+        """POP3S: the pipelined download of mbox-1k (--runs times, CPU of the
+        server), the peak RSS of all of one such session's processes
+        together (RssSampler, during one more download), and logins per
+        second with the handshake (connect, TLS, USER, PASS, STAT, QUIT)."""
+        log("%s: starting" % srv.name)
+        srv.start()
+        try:
+            user = srv.use("mbox-1k")
+            self.stat_tests(srv, "mbox-1k", runs=2)    # warms Dovecot's index
+
+            def pipe():
+                return pipelined_download(srv.port, user, tls=True)
+            pipe.label = "pipelined TLS"
+            med, k, octs, cpu = self.runs(pipe, self.args.runs, srv, self.args.budget)
+            self.put(srv.name, "wire_mbox-1k", octs // k)
+            self.put(srv.name, "pipe_s_mbox-1k", (med, k))
+            self.put(srv.name, "cpu_per_gb_mbox-1k", cpu / (octs / 1e9))
+            c = Conn(srv.port, tls=True)
+            self.put(srv.name, "cipher", "%s %s" % (c.s.version(), c.s.cipher()[0]))
+            c.close()
+            srv_idle(srv)
+            sampler = RssSampler(srv.all_procs)
+            sampler.start()
+            try:
+                stages = tls_memory_session(srv, user)
+                srv_idle(srv)
+            finally:
+                sampler.stop()
+            self.put(srv.name, "rss_sum", (sampler.peak, sorted(
+                set(c for c, _ in sampler.seen.values()))))
+            self.put(srv.name, "rss_together", stages)
+            user = srv.use("mbox-small")
+            srv_idle(srv)
+            sps = sessions_per_sec(srv.port, user, self.args.session_seconds, tls=True)
+            self.put(srv.name, "sessions", sps)
+            log("  %s mbox-1k pipelined: %.3f s, %.1f MB/s, cpu %.2f s/GB; all processes' "
+                "peak RSS %d kB (%s); TLS logins/s %.1f"
+                % (srv.name, med, octs / k / MB / med, cpu / (octs / 1e9), sampler.peak,
+                   " ".join(self.res[(srv.name, "rss_sum")][1]), sps))
+        finally:
+            srv.stop()
 
     def run_cat(self):
         """cat of the 100 MB mbox (--runs times) and of the 1 GB one (3
@@ -1227,6 +1485,50 @@ def report(r, servers, data, started):
         out.append("empty main +%d kB" % (R[("pop3d", "rss_mbox-1k")] - e))
     if out:
         p("  %-42s %s" % ("peak RSS mbox-1k, pop3d/peer", ", ".join(out)))
+    tls_names = [n for n in ("pop3d-tls", "dovecot-tls") if (n, "pipe_s_mbox-1k") in R]
+    if tls_names:
+        p("")
+        p("TLS (POP3S, one ECDSA P-256 certificate for both; client: Python ssl):")
+        p(("%-44s" % "") + "".join(("%" + str(w) + "s") % n for n in ["pop3d"] + tls_names))
+        row("-" * 44, ["-" * (w - 2)] * (1 + len(tls_names)))
+        row("download mbox-1k, pipelined reader", [rate("pop3d", "pipe_s_mbox-1k", "mbox-1k")] +
+            [rate(n, "pipe_s_mbox-1k", "mbox-1k") for n in tls_names])
+        row("server CPU (user+sys) per GB, mbox-1k",
+            ["%.2f s" % R[(n, "cpu_per_gb_mbox-1k")] if R.get((n, "cpu_per_gb_mbox-1k"))
+             else "-" for n in ["pop3d"] + tls_names])
+        row("logins/s (connect [TLS] USER PASS STAT QUIT)",
+            ["%.1f" % R[(n, "sessions")] if R.get((n, "sessions")) else "-"
+             for n in ["pop3d"] + tls_names])
+        row("peak RSS of a session's processes together",
+            ["-"] + ["%d kB" % max(k for _, k, _ in R[(n, "rss_together")])
+                     if R.get((n, "rss_together")) else "-" for n in tls_names])
+        row("peak of the sum of each process's VmHWM",
+            ["-"] + ["%d kB" % R[(n, "rss_sum")][0] if R.get((n, "rss_sum")) else "-"
+                     for n in tls_names])
+        for n in tls_names:
+            if R.get((n, "rss_together")):
+                p("  (%s together, by stage: %s)" % (n, ", ".join(
+                    "%s %d kB/%d proc" % st for st in R[(n, "rss_together")])))
+        for n in tls_names:
+            if R.get((n, "rss_sum")):
+                p("  (%s: processes sampled: %s; negotiated %s)"
+                  % (n, ", ".join(R[(n, "rss_sum")][1]), R.get((n, "cipher"), "?")))
+        a, pl = R.get(("pop3d-tls", "pipe_s_mbox-1k")), R.get(("pop3d", "pipe_s_mbox-1k"))
+        d = R.get(("dovecot-tls", "pipe_s_mbox-1k"))
+        if a and pl:
+            p("  %-42s %.0f%%" % ("pop3d TLS download / pop3d plaintext", 100 * pl[0] / a[0]))
+        if a and d:
+            p("  %-42s %.2fx" % ("pop3d TLS download / Dovecot TLS", d[0] / a[0]))
+        a, d = R.get(("pop3d-tls", "sessions")), R.get(("dovecot-tls", "sessions"))
+        if a and d:
+            p("  %-42s %.2fx" % ("TLS logins/s, pop3d / Dovecot", a / d))
+        a, d = R.get(("pop3d-tls", "rss_together")), R.get(("dovecot-tls", "rss_together"))
+        if a and d:
+            p("  %-42s %.2fx" % ("peak RSS together, pop3d / Dovecot",
+                                 max(k for _, k, _ in a) / max(k for _, k, _ in d)))
+        a, d = R.get(("pop3d-tls", "rss_sum")), R.get(("dovecot-tls", "rss_sum"))
+        if a and d:
+            p("  %-42s %.2fx" % ("peak sum of VmHWM, pop3d / Dovecot", a[0] / d[0]))
     if r.notes:
         p("")
         p("notes:")
@@ -1267,6 +1569,9 @@ def main():
     ap.add_argument("--session-seconds", type=float, default=4.0)
     ap.add_argument("--servers", default="pop3d,dovecot,popa3d")
     ap.add_argument("--keep", action="store_true", help="keep the data directory")
+    ap.add_argument("--no-tls", action="store_true", help="skip the POP3S rows")
+    ap.add_argument("--tls-only", action="store_true",
+                    help="only the POP3S rows (and pop3d's plaintext download for the ratio)")
     ap.add_argument("--tmp", default=None, help="parent of the data directory")
     ap.add_argument("--out", default=None, help="also write the table to this file")
     args = ap.parse_args()
@@ -1298,17 +1603,36 @@ def main():
                 runner.notes.append("%s not installed: skipped" % name)
                 continue
             servers.append(srv)
-        runner.run_empty()
-        runner.run_read()
-        runner.run_cat()
+        if args.tls_only:
+            servers = [s for s in servers if s.name == "pop3d"]
+        else:
+            runner.run_empty()
+            runner.run_read()
+            runner.run_cat()
         for srv in servers:
             try:
+                if args.tls_only:
+                    runner.run_plain_pipe(srv)
+                    continue
                 runner.run_server(srv)
                 if srv.name == "pop3d":
                     runner.run_mpop_ceiling(srv)
             except Exception as e:  # a peer that fails must not hide the others
                 runner.notes.append("%s failed: %s: %s" % (srv.name, type(e).__name__, e))
                 log("%s failed: %s" % (srv.name, e))
+        if not args.no_tls:
+            cert, key = make_cert(tmp)
+            for name, cls in (("pop3d", Pop3dTls), ("dovecot", DovecotTls)):
+                if name not in args.servers.split(","):
+                    continue
+                srv = cls(tmp, data, uid, gid, cert, key)
+                if not srv.available():
+                    continue
+                try:
+                    runner.run_tls(srv)
+                except Exception as e:
+                    runner.notes.append("%s failed: %s: %s" % (srv.name, type(e).__name__, e))
+                    log("%s failed: %s" % (srv.name, e))
         text = report(runner, servers, data, started)
         print(text)
         if args.out:
