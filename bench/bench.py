@@ -39,6 +39,7 @@ import pop3lib  # noqa: E402  (crypt_hash, proc_tree, proc_status, free_port, po
 
 POP3D = os.path.abspath(os.environ.get("POP3D") or os.path.join(REPO, "pop3d"))
 EMPTY = os.path.join(HERE, "empty")
+POPREAD = os.path.join(HERE, "popread")
 POPA3D_DIR = os.environ.get("POPA3D_DIR", "/var/cache/pop3d-bench/popa3d")
 BENCH_USER = "pop3dbench"
 PASSWORD = "bench-Pw-1"
@@ -810,6 +811,18 @@ def pipelined_download(port, user, on_done=None, tls=False):
     return secs, octets
 
 
+def popread_download(port, user, tls=False):
+    """bench/popread: the same pipelined download from a lean C client
+    (OpenSSL with read-ahead for TLS), so that the client's own cost weighs
+    little; it also sends QUIT in the pipeline and reads to the end."""
+    r = subprocess.run([POPREAD] + (["-s"] if tls else []) + [str(port), user, PASSWORD],
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError("popread: %s" % r.stderr.strip())
+    secs, octets = r.stdout.split()
+    return float(secs), int(octets)
+
+
 def cat_download(port):
     t0 = time.monotonic()
     s = socket.create_connection(("127.0.0.1", port), timeout=600)
@@ -1037,6 +1050,8 @@ class Runner:
                     continue
                 self.stat_tests(srv, ds, runs=2)   # warms the server's index, if any
                 self.download_tests(srv, ds, None)
+                if ds == "mbox-1k" and type(srv) is Pop3d:
+                    self.popread_rows(srv, False)
             for ds in ("maildir-100k", "maildir-100k-w", "mbox-1g"):
                 if ds.startswith("maildir") and not srv.maildir:
                     continue
@@ -1104,6 +1119,22 @@ class Runner:
                 % (srv.name, label, median(times), len(times)))
         os.unlink(srv.update)
 
+    def popread_rows(self, srv, tls):
+        """The pipelined download of mbox-1k by bench/popread, --runs times."""
+        if not os.access(POPREAD, os.X_OK):
+            self.notes.append("bench/popread not built: no C reader rows")
+            return
+        user = srv.use("mbox-1k")
+
+        def pr():
+            return popread_download(srv.port, user, tls)
+        pr.label = "popread"
+        med, k, octs, cpu = self.runs(pr, self.args.runs, srv, self.args.budget)
+        self.put(srv.name, "popread_s_mbox-1k", (med, k))
+        self.put(srv.name, "popread_cpu_per_gb", cpu / (octs / 1e9))
+        log("  %s mbox-1k popread: %.3f s (%d runs), %.1f MB/s, cpu %.2f s/GB"
+            % (srv.name, med, k, octs / k / MB / med, cpu / (octs / 1e9)))
+
     def run_plain_pipe(self, srv):
         """pop3d's plaintext pipelined download and logins/s alone (--tls-only):
         what the POP3S rows are compared with."""
@@ -1120,6 +1151,7 @@ class Runner:
             self.put(srv.name, "pipe_s_mbox-1k", (med, k))
             self.put(srv.name, "cpu_per_gb_mbox-1k", cpu / (octs / 1e9))
             srv_idle(srv)
+            self.popread_rows(srv, False)
             self.put(srv.name, "sessions", sessions_per_sec(srv.port, srv.use("mbox-small"),
                                                             self.args.session_seconds))
         finally:
@@ -1143,6 +1175,7 @@ class Runner:
             self.put(srv.name, "wire_mbox-1k", octs // k)
             self.put(srv.name, "pipe_s_mbox-1k", (med, k))
             self.put(srv.name, "cpu_per_gb_mbox-1k", cpu / (octs / 1e9))
+            self.popread_rows(srv, True)
             c = Conn(srv.port, tls=True)
             self.put(srv.name, "cipher", "%s %s" % (c.s.version(), c.s.cipher()[0]))
             c.close()
@@ -1488,11 +1521,13 @@ def report(r, servers, data, started):
     tls_names = [n for n in ("pop3d-tls", "dovecot-tls") if (n, "pipe_s_mbox-1k") in R]
     if tls_names:
         p("")
-        p("TLS (POP3S, one ECDSA P-256 certificate for both; client: Python ssl):")
+        p("TLS (POP3S, one ECDSA P-256 certificate for both; clients: Python ssl, bench/popread with OpenSSL):")
         p(("%-44s" % "") + "".join(("%" + str(w) + "s") % n for n in ["pop3d"] + tls_names))
         row("-" * 44, ["-" * (w - 2)] * (1 + len(tls_names)))
         row("download mbox-1k, pipelined reader", [rate("pop3d", "pipe_s_mbox-1k", "mbox-1k")] +
             [rate(n, "pipe_s_mbox-1k", "mbox-1k") for n in tls_names])
+        row("download mbox-1k, bench/popread (C)", [rate(n, "popread_s_mbox-1k", "mbox-1k")
+                                                   for n in ["pop3d"] + tls_names])
         row("server CPU (user+sys) per GB, mbox-1k",
             ["%.2f s" % R[(n, "cpu_per_gb_mbox-1k")] if R.get((n, "cpu_per_gb_mbox-1k"))
              else "-" for n in ["pop3d"] + tls_names])
@@ -1513,12 +1548,15 @@ def report(r, servers, data, started):
             if R.get((n, "rss_sum")):
                 p("  (%s: processes sampled: %s; negotiated %s)"
                   % (n, ", ".join(R[(n, "rss_sum")][1]), R.get((n, "cipher"), "?")))
-        a, pl = R.get(("pop3d-tls", "pipe_s_mbox-1k")), R.get(("pop3d", "pipe_s_mbox-1k"))
-        d = R.get(("dovecot-tls", "pipe_s_mbox-1k"))
-        if a and pl:
-            p("  %-42s %.0f%%" % ("pop3d TLS download / pop3d plaintext", 100 * pl[0] / a[0]))
-        if a and d:
-            p("  %-42s %.2fx" % ("pop3d TLS download / Dovecot TLS", d[0] / a[0]))
+        for key, client in (("pipe_s_mbox-1k", "pipelined reader"),
+                            ("popread_s_mbox-1k", "bench/popread")):
+            a, pl = R.get(("pop3d-tls", key)), R.get(("pop3d", key))
+            d = R.get(("dovecot-tls", key))
+            if a and pl:
+                p("  %-42s %.0f%%" % ("pop3d TLS / plaintext download, " + client,
+                                     100 * pl[0] / a[0]))
+            if a and d:
+                p("  %-42s %.2fx" % ("pop3d TLS / Dovecot TLS download, " + client, d[0] / a[0]))
         a, d = R.get(("pop3d-tls", "sessions")), R.get(("dovecot-tls", "sessions"))
         if a and d:
             p("  %-42s %.2fx" % ("TLS logins/s, pop3d / Dovecot", a / d))
