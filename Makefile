@@ -32,8 +32,8 @@ ALL_CFLAGS = -std=c11 $(WARNINGS) -D_FILE_OFFSET_BITS=64 $(CRYPT_CFLAGS) $(SD_CF
 LIBS = $(CRYPT_LIBS) $(SD_LIBS) $(TLS_LIBS)
 
 OBJS = pop3d.o monitor.o io.o auth.o privsep.o sandbox.o maildrop.o mbox.o maildir.o md5.o \
-	xxh3.o $(TLS_OBJS)
-HDRS = config.h io.h auth.h privsep.h sandbox.h maildrop.h md5.h xxh3.h lfscan.h session.h \
+	xxh3.o proxy.o $(TLS_OBJS)
+HDRS = config.h io.h auth.h privsep.h sandbox.h maildrop.h md5.h xxh3.h lfscan.h session.h proxy.h \
 	tls.h signer.h relay.h
 SRCS = $(OBJS:.o=.c)
 ASAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -46,7 +46,8 @@ pop3d: $(OBJS)
 %.o: %.c $(HDRS)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-LIBOBJS = io.o auth.o privsep.o sandbox.o maildrop.o mbox.o maildir.o md5.o xxh3.o $(TLS_OBJS)
+LIBOBJS = io.o auth.o privsep.o sandbox.o maildrop.o mbox.o maildir.o md5.o xxh3.o proxy.o \
+	$(TLS_OBJS)
 
 tests/unit: tests/unit.c $(LIBOBJS) $(HDRS)
 	$(CC) $(ALL_CFLAGS) -I. -o $@ tests/unit.c $(LIBOBJS) $(LIBS)
@@ -73,7 +74,7 @@ demo: deps
 	sh scripts/demo.sh
 
 # libFuzzer harnesses (clang): make fuzz [FUZZ_TIME=seconds each]
-FUZZERS = session mbox maildir_name userfile $(if $(TLS_OBJS),signer)
+FUZZERS = session mbox maildir_name userfile proxy $(if $(TLS_OBJS),signer)
 FUZZ_TIME ?= 60
 FUZZ_CC ?= clang
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
@@ -91,6 +92,9 @@ fuzz/maildir_name: fuzz/maildir_name.c $(LIBSRCS) $(HDRS)
 
 fuzz/signer: fuzz/signer.c signer.c sandbox.c $(HDRS)
 	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/signer.c sandbox.c $(LIBS)
+
+fuzz/proxy: fuzz/proxy.c proxy.c $(HDRS)
+	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/proxy.c
 
 fuzz/userfile: fuzz/userfile.c auth.c sandbox.c md5.c $(HDRS)
 	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/userfile.c auth.c sandbox.c md5.c $(LIBS)

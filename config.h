@@ -42,6 +42,11 @@
 #define MAX_SASL_LINE 1024                      /* octets of an AUTH continuation line */
 #define RELAY_BUF_SIZE 65536                    /* each way through the relay */
 
+/* The PROXY protocol (-P). */
+#define MAX_PROXIES 32                          /* entries of the -P list */
+#define MAX_PROXY_HEADER 1024                   /* octets of a v2 header, TLVs included (a v1
+                                                 * header has at most 107) */
+
 /* Client output. */
 #define OUTBUF_SIZE 65536                       /* replies are buffered up to this, then written */
 #define INBUF_SIZE 4096                         /* client read buffer */

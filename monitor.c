@@ -85,19 +85,46 @@ fatal(struct session *s, const char *code, const char *err)
 	return END;
 }
 
-/* A REQ_LOG record: a line about TLS the pre-login process cannot log itself.
- * At most a few per connection, printable ASCII only. 0, or -1 (malformed). */
+/* A REQ_LOG record: a line about TLS or the PROXY header that the pre-login
+ * process cannot log itself ("tls: TEXT" or "proxy: TEXT"). At most a few
+ * per connection, printable ASCII only. 0, or -1 (malformed). */
 static int
 log_for_prelogin(struct session *s, struct authreq *req)
 {
 	size_t i;
 
-	if (++s->logs > 2 || req->datalen == 0 || req->datalen >= 200)
+	if (++s->logs > 2 || req->datalen == 0 || req->datalen >= 200 ||
+	    (strncmp(req->data, "tls: ", 5) != 0 && strncmp(req->data, "proxy: ", 7) != 0))
 		return -1;
 	for (i = 0; i < req->datalen; i++)
 		if (req->data[i] < 0x20 || req->data[i] > 0x7e)
 			return -1;
-	syslog(LOG_ERR, "error tls: %.*s rhost=%s", (int)req->datalen, req->data, s->rhost);
+	syslog(LOG_ERR, "error %.*s rhost=%s", (int)req->datalen, req->data, s->rhost);
+	return 0;
+}
+
+/* A REQ_PROXY record (-P): what the PROXY header said, once, before any
+ * login. From then on rhost is the client's address, checked and formatted
+ * here. 0, or -1 (malformed). */
+static int
+take_proxy(struct session *s, const struct authreq *req)
+{
+	struct proxyinfo pi;
+	char addr[INET6_ADDRSTRLEN];
+
+	if (s->proxies == NULL || s->proxy_seen || req->datalen != sizeof(pi))
+		return -1;
+	memcpy(&pi, req->data, sizeof(pi));
+	if (proxy_check(&pi, addr, sizeof(addr)) < 0)
+		return -1;
+	s->proxy_seen = 1;
+	s->proxy_tls = (int)pi.tls;
+	if (pi.command == PROXY_CLIENT) {
+		snprintf(s->proxy_peer, sizeof(s->proxy_peer), "%s", s->rhost);
+		snprintf(s->rhost, sizeof(s->rhost), "%s", addr);
+		s->rport = pi.sport;
+		s->proxied = 1;
+	}
 	return 0;
 }
 
@@ -152,7 +179,7 @@ open_and_lock(struct session *s, char *err, size_t errlen)
 int
 login(struct session *s)
 {
-	char err[512];
+	char err[512], via[96] = "";
 	size_t n;
 	uint64_t octets;
 	int r;
@@ -181,8 +208,12 @@ login(struct session *s)
 	s->state = S_TRANS;
 	s->bad = 0;
 	s->io.timeout = s->timeout;
-	syslog(LOG_INFO, "login user=%s rhost=%s msgs=%zu octets=%ju%s%s", s->who.name, s->rhost,
-	    n, (uintmax_t)octets, s->tlsinfo[0] != '\0' ? " tls=" : "", s->tlsinfo);
+	if (s->tlsinfo[0] == '\0' && s->proxy_tls)
+		snprintf(s->tlsinfo, sizeof(s->tlsinfo), "proxy");
+	if (s->proxied)
+		snprintf(via, sizeof(via), " rport=%u proxy=%s", s->rport, s->proxy_peer);
+	syslog(LOG_INFO, "login user=%s rhost=%s msgs=%zu octets=%ju%s%s%s", s->who.name, s->rhost,
+	    n, (uintmax_t)octets, s->tlsinfo[0] != '\0' ? " tls=" : "", s->tlsinfo, via);
 	reply(s, "+OK maildrop has %zu message%s (%ju octets)", n, n == 1 ? "" : "s",
 	    (uintmax_t)octets);
 	return GO_ON;
@@ -236,10 +267,21 @@ monitor(struct session *s, int chan, pid_t child)
 		r = privsep_receive(chan, &req);
 		if (r == 0)
 			break;          /* the child is done: QUIT, timeout, failures */
-		if (r == 1 && req.kind == REQ_LOG)
+		if (r == 1 && req.kind == REQ_PROXY) {
+			if (take_proxy(s, &req) == 0) {
+				explicit_bzero(&req, sizeof(req));
+				if (privsep_answer(chan, ANS_OK) < 0)
+					break;
+				continue;
+			}
+			r = -1;
+		} else if (r == 1 && req.kind == REQ_LOG) {
 			r = log_for_prelogin(s, &req) < 0 ? -1 : AUTH_FAIL;
-		else if (r == 1)
+		} else if (r == 1 && s->proxies != NULL && !s->proxy_seen) {
+			r = -1;         /* a login before the PROXY header's record */
+		} else if (r == 1) {
 			r = verify(s, &req, &limit);
+		}
 		if (r < 0) {
 			syslog(LOG_ERR, "error privsep: malformed request from the pre-login "
 			    "process rhost=%s", s->rhost);

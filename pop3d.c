@@ -148,14 +148,13 @@ tls_configured(const struct session *s)
 static int
 login_allowed(const struct session *s)
 {
-	return !tls_configured(s) || s->tls_active || s->allow_plain;
+	return !tls_configured(s) || s->tls_active || s->proxy_tls || s->allow_plain;
 }
 
-#ifdef HAVE_TLS
-/* A line for the monitor to log ("error tls: TEXT"): the pre-login process
- * has no syslog. Without a monitor (fuzzing) it is dropped. */
+/* A line for the monitor to log ("error WHAT: TEXT", WHAT tls or proxy): the
+ * pre-login process has no syslog. Without a monitor (fuzzing) it is dropped. */
 static void
-tls_report(struct session *s, const char *text)
+prelogin_report(struct session *s, const char *what, const char *text)
 {
 	struct authreq req;
 
@@ -163,8 +162,15 @@ tls_report(struct session *s, const char *text)
 		return;
 	memset(&req, 0, sizeof(req));
 	req.kind = REQ_LOG;
-	req.datalen = (uint32_t)snprintf(req.data, sizeof(req.data), "%.190s", text);
+	req.datalen = (uint32_t)snprintf(req.data, sizeof(req.data), "%s: %.180s", what, text);
 	(void)privsep_ask(s->chan, &req);
+}
+
+#ifdef HAVE_TLS
+static void
+tls_report(struct session *s, const char *text)
+{
+	prelogin_report(s, "tls", text);
 }
 
 /* Has the signer loaded the key? It says so once, at its start (an answer
@@ -193,7 +199,12 @@ start_tls(struct session *s)
 {
 	char err[256], why[300];
 
-	if (tls_accept(s->tls, s->io.in, s->io.timeout, err, sizeof(err)) < 0) {
+	switch (tls_accept(s->tls, s->io.in, s->io.timeout, err, sizeof(err))) {
+	case 0:
+		break;
+	case -2:
+		return -1;              /* a probe that sent nothing: not logged */
+	default:
 		snprintf(why, sizeof(why), "handshake: %s", err);
 		tls_report(s, why);
 		return -1;
@@ -219,7 +230,7 @@ cmd_stls(struct session *s, int argc, char **argv)
 		refuse(s, "-ERR unknown command");
 		return GO_ON;
 	}
-	if (s->tls_active) {
+	if (s->tls_active || s->proxy_tls) {
 		refuse(s, "-ERR TLS is already active");
 		return GO_ON;
 	}
@@ -453,7 +464,7 @@ cmd_capa(struct session *s, int argc, char **argv)
 	reply(s, "+OK Capability list follows");
 	reply(s, "TOP");
 	reply(s, "UIDL");
-	if (tls_configured(s) && !s->tls_active && s->state == S_AUTH)
+	if (tls_configured(s) && !s->tls_active && !s->proxy_tls && s->state == S_AUTH)
 		reply(s, "STLS");
 	if (login_allowed(s)) {
 		reply(s, "USER");
@@ -858,7 +869,7 @@ static void
 usage(FILE *f)
 {
 	fprintf(f, "usage: pop3d [-Aehnps] [-c certfile -k keyfile] [-D seconds] [-f userfile] "
-	    "[-g group] [-l statedir] [-t seconds] [-T seconds] [-u user] [-V]\n"
+	    "[-g group] [-l statedir] [-P proxies] [-t seconds] [-T seconds] [-u user] [-V]\n"
 	    "  -A          never offer APOP (no timestamp in the greeting)\n"
 	    "  -c file     TLS certificate chain, PEM, leaf first (with -k)\n"
 	    "  -D seconds  delay before answering a failed login (default %d)\n"
@@ -869,6 +880,8 @@ usage(FILE *f)
 	    "  -l dir      state directory: session locks, mbox update journals (default %s)\n"
 	    "  -n          no dotlocks (<mbox>.lock); fcntl locks only\n"
 	    "  -p          allow logins without TLS although TLS is configured\n"
+	    "  -P list     trusted proxies (addresses, CIDR prefixes): every connection\n"
+	    "              starts with a PROXY protocol header from one of them\n"
 	    "  -s          TLS from the first octet (POP3S, port 995)\n"
 	    "  -u user     unprivileged user for the pre-login process (default %s)\n"
 	    "  -t seconds  idle timeout after login (default %d)\n"
@@ -915,10 +928,12 @@ system_group(const char *name)
 static const char *
 options(int argc, char **argv, struct session *s, int *no_apop, int *log_stderr)
 {
+	static struct proxylist proxies;
+	static char perr[200];
 	int c;
 
 	opterr = 0;                     /* getopt must not write to fd 2 */
-	while ((c = getopt(argc, argv, ":Ac:D:ef:g:hk:l:npst:T:u:V")) != -1) {
+	while ((c = getopt(argc, argv, ":Ac:D:ef:g:hk:l:nP:pst:T:u:V")) != -1) {
 		switch (c) {
 		case 'A':
 			*no_apop = 1;
@@ -931,6 +946,11 @@ options(int argc, char **argv, struct session *s, int *no_apop, int *log_stderr)
 			break;
 		case 'p':
 			s->allow_plain = 1;
+			break;
+		case 'P':
+			if (proxy_list_parse(optarg, &proxies, perr, sizeof(perr)) < 0)
+				return perr;
+			s->proxies = &proxies;
 			break;
 		case 's':
 			s->implicit_tls = 1;
@@ -1109,6 +1129,33 @@ tls_setup(struct session *s, const struct prelogin *pl)
 #endif
 }
 
+/* With -P: the PROXY header, read octet-exact before anything else (before
+ * the TLS handshake too), within the pre-login timeout; what it says goes to
+ * the monitor, which checks it and logs with the client's address from then
+ * on. 0, or -1 (reported). */
+static int
+proxy_header(struct session *s)
+{
+	struct proxyinfo pi;
+	struct authreq req;
+	char err[200];
+
+	if (proxy_read(s->io.in, s->io.timeout, &pi, err, sizeof(err)) < 0) {
+		prelogin_report(s, "proxy", err);
+		return -1;
+	}
+	if (s->chan >= 0) {
+		memset(&req, 0, sizeof(req));
+		req.kind = REQ_PROXY;
+		memcpy(req.data, &pi, sizeof(pi));
+		req.datalen = sizeof(pi);
+		if (privsep_ask(s->chan, &req) != ANS_OK)
+			return -1;
+	}
+	s->proxy_tls = (int)pi.tls;
+	return 0;
+}
+
 /* The pre-login process, confined by privsep_fork: the TLS server, then the
  * sandbox, then the AUTHORIZATION state, without syslog, for at most the
  * pre-login time limit. Never returns. */
@@ -1140,6 +1187,8 @@ prelogin(struct session *s, int chan)
 	maxfd = s->relayfd[1] > maxfd ? s->relayfd[1] : maxfd;
 	if (sandbox_enter(SANDBOX_PRELOGIN, maxfd + 1, err, sizeof(err)) < 0)
 		_exit(END_ERROR);
+	if (s->proxies != NULL && proxy_header(s) < 0)
+		_exit(END_PROXY);
 #ifdef HAVE_TLS
 	if (s->implicit_tls) {
 		if (s->tls == NULL || s->tls_unusable || !signer_ready(s) || start_tls(s) < 0)
@@ -1182,6 +1231,12 @@ main(int argc, char **argv)
 		bad = key_unsafe(s->keyfile);
 	if (bad != NULL)
 		return startup_error(s, bad);
+	if (s->proxies != NULL && !proxy_trusted(s->proxies, s->rhost)) {
+		/* Not a proxy of ours: closed before any greeting. */
+		syslog(LOG_ERR, "error proxy: %s is not a trusted proxy (-P) rhost=%s", s->rhost,
+		    s->rhost);
+		return 1;
+	}
 	if (auth_scan(s->userfile, &s->auth, err, sizeof(err)) < 0)
 		return startup_error(s, err);
 	if (s->auth.has_apop && !no_apop && make_stamp(s->stamp, sizeof(s->stamp)) < 0)

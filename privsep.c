@@ -259,7 +259,8 @@ privsep_receive(int chan, struct authreq *req)
 		return 0;
 	if (n != (ssize_t)sizeof(*req))
 		return -1;
-	if ((req->kind != REQ_PASS && req->kind != REQ_APOP && req->kind != REQ_LOG) ||
+	if ((req->kind != REQ_PASS && req->kind != REQ_APOP && req->kind != REQ_LOG &&
+	    req->kind != REQ_PROXY) ||
 	    !field_ok(req->name, req->namelen, sizeof(req->name)) ||
 	    !field_ok(req->secret, req->secretlen, sizeof(req->secret)) ||
 	    !field_ok(req->tls, req->tlslen, sizeof(req->tls)) ||

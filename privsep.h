@@ -11,14 +11,16 @@
 
 #include "config.h"
 
-enum { REQ_PASS = 1, REQ_APOP = 2, REQ_LOG = 3 };
+enum { REQ_PASS = 1, REQ_APOP = 2, REQ_LOG = 3, REQ_PROXY = 4 };
 /* The monitor's answers. */
 enum { ANS_OK = 'K', ANS_FAIL = 'F', ANS_LIMIT = 'L', ANS_ERROR = 'E' };
 
-/* The one record the pre-login process sends per login attempt, or for a
- * line the monitor is to log for it (REQ_LOG: a TLS failure): untrusted. */
+/* The one record the pre-login process sends per login attempt, for a line
+ * the monitor is to log for it (REQ_LOG: "tls: ..." or "proxy: ..."), or,
+ * with -P, first of all for what the PROXY header said (REQ_PROXY: a struct
+ * proxyinfo in data): untrusted. */
 struct authreq {
-	uint32_t kind;                  /* REQ_PASS, REQ_APOP or REQ_LOG */
+	uint32_t kind;                  /* REQ_PASS, REQ_APOP, REQ_LOG or REQ_PROXY */
 	uint32_t namelen, secretlen, datalen, tlslen;
 	char name[MAX_NAME + 1];
 	char secret[MAX_LINE + 1];      /* the password, or the APOP digest */

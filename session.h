@@ -17,13 +17,14 @@
 #include "io.h"
 #include "maildrop.h"
 #include "privsep.h"
+#include "proxy.h"
 
 enum { S_AUTH = 1, S_TRANS = 2 };
 enum { GO_ON, END };                    /* what a command tells the session loop */
 /* How a session ended: the pre-login process tells the monitor so by its exit
  * status, for it has no syslog (a subverted one could forge lines). pop3d
  * itself exits 0 after QUIT and 1 otherwise. */
-enum { END_QUIT, END_ERROR, END_TIMEOUT, END_BAD, END_DROP, END_TLS };
+enum { END_QUIT, END_ERROR, END_TIMEOUT, END_BAD, END_DROP, END_TLS, END_PROXY };
 
 struct tls;
 
@@ -61,6 +62,13 @@ struct session {
 	int relayfd[2];                 /* socketpair: the session's end, the relay's end */
 	pid_t relay;                    /* monitor: the relay after a login over TLS, or 0 */
 	char tlsinfo[64];               /* protocol and cipher of the login's connection */
+	/* PROXY protocol */
+	struct proxylist *proxies;      /* -P: the trusted proxies, or NULL */
+	int proxy_tls;                  /* the proxy says the client spoke TLS to it */
+	int proxy_seen;                 /* monitor: the header's record came */
+	int proxied;                    /* monitor: rhost is the client's from a header */
+	char proxy_peer[INET6_ADDRSTRLEN]; /* monitor: then the proxy's own address */
+	unsigned rport;                 /* monitor: and the client's port */
 	struct io io;
 };
 

@@ -358,7 +358,9 @@ tls_accept(struct tls *t, int fd, int timeout, char *err, size_t errlen)
 		code = SSL_get_error(t->ssl, r);
 		if (code != SSL_ERROR_WANT_READ && code != SSL_ERROR_WANT_WRITE) {
 			reason(t->ssl, r, err, errlen);
-			return -1;
+			/* Closed before sending a single octet: a probe (a
+			 * health check, a port scan), not a failed handshake. */
+			return BIO_number_read(SSL_get_rbio(t->ssl)) == 0 ? -2 : -1;
 		}
 		r = wait_for(fd, code == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, timeout);
 		if (r <= 0) {

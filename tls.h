@@ -40,7 +40,8 @@ enum { TLS_WANT_READ = -2, TLS_WANT_WRITE = -3 };
  * loads nothing from files). NULL with a reason in err. */
 struct tls *tls_new(const char *pem, size_t len, int signfd, char *err, size_t errlen);
 /* The handshake on fd, which becomes non-blocking; each wait at most
- * timeout seconds. 0, or -1 with a reason (no key material) in err. */
+ * timeout seconds. 0, or -1 with a reason (no key material) in err, or -2
+ * when the peer closed without sending anything (a probe: nothing to log). */
 int tls_accept(struct tls *, int fd, int timeout, char *err, size_t errlen);
 /* The signer is needed no more: close its channel (it then exits). */
 void tls_signer_done(struct tls *);

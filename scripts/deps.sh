@@ -27,6 +27,9 @@ PKGS="$PKGS iproute2 valgrind strace xxhash"
 # TLS tests (tests/tls.py, tests/testssl.py): the openssl command makes the
 # test certificates and is a client (s_client); testssl.sh rates the policy.
 PKGS="$PKGS openssl testssl.sh"
+# Proxy tests (tests/engines.py): nginx's mail proxy and HAProxy in front of
+# pop3d. Installed with their services kept from starting (see below).
+PKGS="$PKGS nginx-light libnginx-mod-mail haproxy"
 
 # --bench (make bench only, never make check): the peers for bench/bench.py
 # (its mpop client is in the list above). popa3d is not in this list: Debian's
@@ -104,7 +107,21 @@ say "missing packages: $missing"
 say "running: apt-get update"
 apt-get update >&2
 say "running: apt-get install -y --no-install-recommends $missing"
+# Packages with a daemon (nginx, haproxy, dovecot) must not start it: the
+# tests run their own instances on loopback ports. policy-rc.d(8) says so to
+# invoke-rc.d for the length of the install, unless the system has one.
+policy=
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	policy=/usr/sbin/policy-rc.d
+	printf '#!/bin/sh\n# pop3d scripts/deps.sh: no service starts during its install\nexit 101\n' > "$policy"
+	chmod 0755 "$policy"
+	trap 'rm -f "$policy"' EXIT
+fi
 # shellcheck disable=SC2086  # word splitting of the package list is intended
 apt-get install -y --no-install-recommends $missing >&2
+if [ -n "$policy" ]; then
+	rm -f "$policy"
+	trap - EXIT
+fi
 bench_popa3d
 say "done"

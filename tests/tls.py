@@ -482,6 +482,28 @@ class Protocol(TlsBase):
                            capture_output=True, timeout=30)
         self.assertNotEqual(r.returncode, 0, "a suite without forward secrecy was accepted")
 
+    def test_probe_not_logged_garbage_logged(self):
+        """A connection that closes without sending an octet (a health
+        check, a port scan) is not a failed handshake: no line. One that
+        sends something else than TLS is, once."""
+        self.alice()
+        act = self.e.activate(self.tls(implicit=True))
+        for _ in range(3):
+            sock = act.connect()
+            sock.close()
+        sock = act.connect()
+        sock.sendall(b"USER alice\r\n")
+        sock.settimeout(10)
+        try:
+            self.assertIn(sock.recv(100)[:1], (b"", b"\x15"))     # closed, or an alert
+        except ConnectionResetError:
+            pass
+        sock.close()
+        wait_for(lambda: "error tls" in act.logtext() and
+                 act.logtext().count("died with code") >= 4, timeout=10)
+        text = act.logtext()
+        self.assertEqual(len(re.findall(r"error tls: handshake: ", text)), 1, text)
+
     def test_handshake_timeout(self):
         self.alice()
         act = self.e.activate(self.tls(implicit=True, extra=["-T", "2"]))
