@@ -19,6 +19,8 @@ ${MAKE:-make}
 
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/pop3d-demo.XXXXXX")
 trap 'rm -rf "$DIR"' EXIT
+# Ctrl-C is how the demo is stopped: it ends the server below, then this
+# script says "stopped" and exits 0. (Before the server runs, it just ends.)
 trap 'exit 130' INT
 trap 'exit 143' TERM HUP
 case $DIR in
@@ -130,13 +132,24 @@ Log lines appear below (-e). Press Ctrl-C to stop; $DIR is then removed.
 
 EOT
 
+# From a terminal the server runs as a job of its own (set -m): Ctrl-C then
+# goes to it alone, not to make, which would otherwise die of it (status 130)
+# whatever this script does. Without a terminal, a SIGINT to the process group
+# ends the server and is noted here.
+stopped=
+trap 'stopped=1' INT
+[ -t 0 ] && [ -t 2 ] && set -m 2>/dev/null
 set +e
 systemd-socket-activate --accept --inetd -l "127.0.0.1:$PORT" \
 	"$PWD/pop3d" -e -D 1 -f "$USERS" -l "$LOCKS"
 st=$?
 set -e
-if [ "$st" -ne 0 ]; then
-	echo "demo.sh: systemd-socket-activate exited with status $st" \
-	    "(port $PORT in use? try DEMO_PORT=1110 make demo)" >&2
+set +m 2>/dev/null || true
+[ "$st" -eq 130 ] && stopped=1         # the server ended by SIGINT (Ctrl-C)
+if [ -n "$stopped" ]; then
+	echo "stopped"
+	exit 0
 fi
+echo "demo.sh: systemd-socket-activate exited with status $st" \
+    "(port $PORT in use? try DEMO_PORT=1110 make demo)" >&2
 exit "$st"
