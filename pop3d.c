@@ -816,7 +816,9 @@ client_fds(int *in, int *out)
 		*in = *out = 3;
 }
 
-static void
+/* The client's address into out ("local" when there is none). -1 when fd
+ * is a socket whose peer is already gone (a probe that connected and left). */
+static int
 peer_name(int fd, char *out, size_t len)
 {
 	struct sockaddr_storage ss;
@@ -835,12 +837,15 @@ peer_name(int fd, char *out, size_t len)
 			else
 				inet_ntop(AF_INET6, a, out, (socklen_t)len);
 		}
-		return;
+		return 0;
 	}
+	if (errno == ENOTCONN)
+		return -1;
 	env = getenv("REMOTE_ADDR");
 	if (env != NULL && env[0] != '\0' && strlen(env) < len &&
 	    strspn(env, "0123456789abcdefABCDEF.:") == strlen(env))
 		snprintf(out, len, "%s", env);
+	return 0;
 }
 
 /* A fresh, unpredictable APOP timestamp: <random.pid@host>. */
@@ -1140,7 +1145,12 @@ proxy_header(struct session *s)
 	struct authreq req;
 	char err[200];
 
-	if (proxy_read(s->io.in, s->io.timeout, &pi, err, sizeof(err)) < 0) {
+	switch (proxy_read(s->io.in, s->io.timeout, &pi, err, sizeof(err))) {
+	case 0:
+		break;
+	case -2:
+		return -1;              /* a probe that sent nothing: not logged */
+	default:
 		prelogin_report(s, "proxy", err);
 		return -1;
 	}
@@ -1212,7 +1222,7 @@ main(int argc, char **argv)
 {
 	static struct session session; /* the one session of this process */
 	struct session *s = &session;
-	int in, out, chan, no_apop = 0, log_stderr = 0, on = 1;
+	int in, out, chan, no_apop = 0, log_stderr = 0, on = 1, gone;
 	struct prelogin pl;
 	const char *bad;
 	char err[512];
@@ -1226,11 +1236,13 @@ main(int argc, char **argv)
 	if (log_stderr || isatty(2))
 		log_stderr = LOG_PERROR;
 	openlog("pop3d", LOG_PID | LOG_NDELAY | log_stderr, LOG_MAIL);
-	peer_name(in, s->rhost, sizeof(s->rhost));
+	gone = peer_name(in, s->rhost, sizeof(s->rhost)) < 0;
 	if (bad == NULL && s->keyfile != NULL)
 		bad = key_unsafe(s->keyfile);
 	if (bad != NULL)
 		return startup_error(s, bad);
+	if (s->proxies != NULL && gone)
+		return 1;               /* a proxy's probe, already gone: nothing to log */
 	if (s->proxies != NULL && !proxy_trusted(s->proxies, s->rhost)) {
 		/* Not a proxy of ours: closed before any greeting. */
 		syslog(LOG_ERR, "error proxy: %s is not a trusted proxy (-P) rhost=%s", s->rhost,

@@ -343,7 +343,7 @@ proxy_read(int fd, int timeout, struct proxyinfo *pi, char *err, size_t errlen)
 		if (n <= 0) {
 			snprintf(err, errlen, "connection %s in the PROXY header",
 			    n == 0 ? "closed" : "failed");
-			return -1;
+			return n == 0 && len == 0 ? -2 : -1;
 		}
 		len += (size_t)n;
 	}

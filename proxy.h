@@ -49,7 +49,9 @@ int proxy_trusted(const struct proxylist *, const char *addr);
 int proxy_parse(const unsigned char *buf, size_t len, size_t *used, struct proxyinfo *pi,
     char *err, size_t errlen);
 /* Read the header from fd, octet-exact: nothing after it is consumed. Each
- * wait at most timeout seconds. 0, or -1 with a reason in err. */
+ * wait at most timeout seconds. 0, or -1 with a reason in err, or -2 when
+ * the peer closed without sending anything (a probe: a health check that
+ * only connects, a port scan). */
 int proxy_read(int fd, int timeout, struct proxyinfo *, char *err, size_t errlen);
 /* The monitor's check of a record from the pre-login process: 0 and the
  * client's address in text (addrlen >= 46), or -1. */

@@ -13,8 +13,10 @@
 #   2a. tests/xxh3check.sh: xxh3.c against the reference xxhsum -H2 (one test)
 #   3a. tests/security.py (privilege separation, abuse limits, timeouts, garbage,
 #       valgrind: issue 5 point 8), tests/tls.py (POP3S and STLS: issue 12),
-#       tests/testssl.py (testssl.sh, not with --asan) and tests/attacks.py
-#       (the security reviews' attacks: issue 11)
+#       tests/testssl.py (testssl.sh, not with --asan), tests/proxy.py (the
+#       PROXY protocol: issue 13), tests/engines.py (nginx and HAProxy in
+#       front, not with --asan) and tests/attacks.py (the security reviews'
+#       attacks: issue 11)
 #   3b. tests/clients.py (hash tool, install, units, man pages, real clients),
 #       tests/fail2ban.py (the fail2ban filter on real log lines) and
 #       tests/demo.py (make demo, fetched with curl and poplib)
@@ -188,6 +190,16 @@ if [ "$ASAN" = no ]; then
 	add_counts testssl.py "$WORK/testssl.log" "${PIPESTATUS[0]}"
 fi
 
+say "# PROXY protocol: tests/proxy.py"
+timeout 600 /usr/bin/python3 "$TOP/tests/proxy.py" 2>&1 | tee "$WORK/proxy.log"
+add_counts proxy.py "$WORK/proxy.log" "${PIPESTATUS[0]}"
+
+if [ "$ASAN" = no ]; then
+	say "# nginx and HAProxy in front: tests/engines.py"
+	timeout 600 /usr/bin/python3 "$TOP/tests/engines.py" 2>&1 | tee "$WORK/engines.log"
+	add_counts engines.py "$WORK/engines.log" "${PIPESTATUS[0]}"
+fi
+
 say "# attack tests: tests/attacks.py"
 timeout 600 /usr/bin/python3 "$TOP/tests/attacks.py" 2>&1 | tee "$WORK/attacks.log"
 add_counts attacks.py "$WORK/attacks.log" "${PIPESTATUS[0]}"
@@ -243,6 +255,10 @@ if [ "$(id -u)" -eq 0 ]; then
 	U=$WORK/unpriv
 	mkdir -p "$U"
 	cp "$TOP"/tests/*.py "$U"/
+	# what tests read from the tree beside tests/ (REPO is $U/..)
+	rm -rf "$WORK/units" "$WORK/contrib"
+	cp -r "$TOP/units" "$TOP/contrib" "$WORK"/
+	chmod -R a+rX "$WORK/units" "$WORK/contrib"
 	cp "$POP3D" "$U/pop3d"
 	chmod 0755 "$WORK" "$U"
 	chmod 0644 "$U"/*.py
@@ -261,6 +277,10 @@ if [ "$(id -u)" -eq 0 ]; then
 	(cd / && timeout 600 setpriv --reuid=65534 --regid=65534 --clear-groups \
 		env -i "${envs[@]}" /usr/bin/python3 "$U/tls.py") 2>&1 | tee "$WORK/tls-unpriv.log"
 	add_counts tls.py-unprivileged "$WORK/tls-unpriv.log" "${PIPESTATUS[0]}"
+	say "# PROXY protocol tests as an unprivileged user (uid/gid 65534)"
+	(cd / && timeout 600 setpriv --reuid=65534 --regid=65534 --clear-groups \
+		env -i "${envs[@]}" /usr/bin/python3 "$U/proxy.py") 2>&1 | tee "$WORK/proxy-unpriv.log"
+	add_counts proxy.py-unprivileged "$WORK/proxy-unpriv.log" "${PIPESTATUS[0]}"
 	say "# attack tests as an unprivileged user (uid/gid 65534)"
 	(cd / && timeout 300 setpriv --reuid=65534 --regid=65534 --clear-groups \
 		env -i "${envs[@]}" /usr/bin/python3 "$U/attacks.py") 2>&1 | tee "$WORK/attacks-unpriv.log"

@@ -265,6 +265,19 @@ class Refused(ProxyBase):
         act = self.px(["-T", "2"])
         self.closed_before_greeting(act, b"", r"error proxy: no PROXY header within 2 s")
 
+    def test_probe_that_sends_nothing_not_logged(self):
+        """A health check that only connects and closes (HAProxy's plain
+        check) is not a missing header: nothing logged, at once."""
+        self.alice()
+        act = self.px()
+        for _ in range(5):
+            sock = act.connect()
+            sock.close()
+        wait_for(lambda: act.logtext().count("died with code") >= 5, timeout=10)
+        text = act.logtext()
+        self.assertEqual(text.count("died with code"), 5, text)
+        self.assertNotRegex(text, r"pop3d\[\d+\]: ", text)
+
     def test_connection_closed_in_the_header(self):
         self.alice()
         act = self.px()
