@@ -19,19 +19,12 @@ files, /proc/PID/mem, privilege separation); the others run unprivileged too.
 import sys
 sys.dont_write_bytecode = True            # never litter tests/__pycache__
 
-import argparse
 import ctypes
 import fcntl
-import fnmatch
 import glob
 import grp
 import hashlib
 import os
-import pwd
-import re
-import shutil
-import signal
-import stat
 import subprocess
 import threading
 import time
@@ -808,46 +801,16 @@ class Timing(Base):
 # ====================================================================== runner
 
 def main():
-    global REFRESH_BUILD
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-k", action="append", default=[], metavar="PATTERN",
-                    help="run only tests whose name contains PATTERN (or matches it as a glob)")
-    ap.add_argument("-l", "--list", action="store_true", help="list test names")
-    opts = ap.parse_args()
-    signal.signal(signal.SIGALRM, R.on_alarm)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    tests = list(R.iter_tests(unittest.TestLoader().loadTestsFromModule(sys.modules[__name__])))
-    if opts.k:
-        def match(t):
-            n = R.test_name(t)
-            return any(p.lower() in n.lower() or fnmatch.fnmatch(n, p) for p in opts.k)
-        tests = [t for t in tests if match(t)]
-    if opts.list:
-        for t in tests:
-            print(R.test_name(t))
-        return 0
-    print("# pop3d attack tests: %s (%s, uid %d)"
-          % (R.POP3D, "root" if IS_ROOT else "unprivileged", os.getuid()))
-    if any("dotlock_refreshed" in R.test_name(t) for t in tests) and \
-            os.path.isfile(os.path.join(REPO, "Makefile")):
-        REFRESH_BUILD = S.VariantBuild("-DDOTLOCK_REFRESH=1")
-    res = R.Result()
-    t0 = time.monotonic()
-    try:
-        for t in tests:
-            try:
-                t.run(res)
-            except R.TestTimeout:
-                signal.alarm(0)
-                try:
-                    t.doCleanups()
-                except Exception:
-                    pass
-    finally:
+    def setup(tests):
+        global REFRESH_BUILD
+        if any("dotlock_refreshed" in R.test_name(t) for t in tests) and \
+                os.path.isfile(os.path.join(REPO, "Makefile")):
+            REFRESH_BUILD = S.VariantBuild("-DDOTLOCK_REFRESH=1")
+
+    def cleanup():
         if REFRESH_BUILD:
             REFRESH_BUILD.cleanup()
-    return res.summary(time.monotonic() - t0)
-
+    return R.suite_main(sys.modules[__name__], "pop3d attack tests", setup, cleanup)
 
 if __name__ == "__main__":
     sys.exit(main())

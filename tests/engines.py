@@ -22,8 +22,6 @@ libnginx-mod-mail) and haproxy come from scripts/deps.sh; a missing one fails.
 import sys
 sys.dont_write_bytecode = True
 
-import argparse
-import fnmatch
 import os
 import re
 import shutil
@@ -32,7 +30,6 @@ import socket
 import ssl
 import subprocess
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -439,42 +436,12 @@ def connect_direct(b):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-k", action="append", default=[], metavar="PATTERN")
-    ap.add_argument("-l", "--list", action="store_true")
-    opts = ap.parse_args()
-    signal.signal(signal.SIGALRM, R.on_alarm)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    tests = list(R.iter_tests(unittest.TestLoader().loadTestsFromModule(sys.modules[__name__])))
-    if opts.k:
-        def match(t):
-            n = R.test_name(t)
-            return any(p.lower() in n.lower() or fnmatch.fnmatch(n, p) for p in opts.k)
-        tests = [t for t in tests if match(t)]
-    if opts.list:
-        for t in tests:
-            print(R.test_name(t))
-        return 0
-    print("# pop3d behind nginx and HAProxy: %s (%s, uid %d)"
-          % (R.POP3D, "root" if IS_ROOT else "unprivileged", os.getuid()))
-    res = R.Result()
-    t0 = time.monotonic()
-    try:
-        for t in tests:
-            try:
-                t.run(res)
-            except R.TestTimeout:
-                signal.alarm(0)
-                try:
-                    t.doCleanups()
-                except Exception:
-                    pass
-    finally:
+    def cleanup():
         import tls as T
         if T.CERTS is not None:
             T.CERTS.cleanup()
-    return res.summary(time.monotonic() - t0)
-
+    return R.suite_main(sys.modules[__name__], "pop3d behind nginx and HAProxy",
+                        cleanup=cleanup)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,8 +18,6 @@ N failed[, N skipped]"; exit status 0 only when nothing failed.
 import sys
 sys.dont_write_bytecode = True
 
-import argparse
-import fnmatch
 import os
 import re
 import shutil
@@ -29,13 +27,12 @@ import ssl
 import struct
 import subprocess
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import run as R                           # noqa: E402
 import security as S                      # noqa: E402
-from pop3lib import (IS_ROOT, REPO, Session, SocketTransport, ProtocolError,  # noqa: E402
+from pop3lib import (Session, SocketTransport,  # noqa: E402
                      free_port, wait_for)
 
 PW = R.PW
@@ -447,42 +444,11 @@ class Fail2ban(ProxyBase):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-k", action="append", default=[], metavar="PATTERN")
-    ap.add_argument("-l", "--list", action="store_true")
-    opts = ap.parse_args()
-    signal.signal(signal.SIGALRM, R.on_alarm)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    tests = list(R.iter_tests(unittest.TestLoader().loadTestsFromModule(sys.modules[__name__])))
-    if opts.k:
-        def match(t):
-            n = R.test_name(t)
-            return any(p.lower() in n.lower() or fnmatch.fnmatch(n, p) for p in opts.k)
-        tests = [t for t in tests if match(t)]
-    if opts.list:
-        for t in tests:
-            print(R.test_name(t))
-        return 0
-    print("# pop3d PROXY protocol tests: %s (%s, uid %d)"
-          % (R.POP3D, "root" if IS_ROOT else "unprivileged", os.getuid()))
-    res = R.Result()
-    t0 = time.monotonic()
-    try:
-        for t in tests:
-            try:
-                t.run(res)
-            except R.TestTimeout:
-                signal.alarm(0)
-                try:
-                    t.doCleanups()
-                except Exception:
-                    pass
-    finally:
+    def cleanup():
         import tls as T
         if T.CERTS is not None:
             T.CERTS.cleanup()
-    return res.summary(time.monotonic() - t0)
-
+    return R.suite_main(sys.modules[__name__], "pop3d PROXY protocol tests", cleanup=cleanup)
 
 if __name__ == "__main__":
     sys.exit(main())

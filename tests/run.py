@@ -2653,8 +2653,13 @@ def on_alarm(signum, frame):
     raise TestTimeout("test took longer than %d s" % TEST_TIMEOUT)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def suite_main(module, title, setup=None, cleanup=None):
+    """The command line of a test suite (run.py and the others): -k PATTERN
+    (repeatable: a part of the name, or a glob), -l; runs module's tests and
+    prints "N passed, N failed". setup(tests), before the first test, may
+    prepare what the selected tests need (a variant build); cleanup() runs
+    at the end whatever happened. The exit status."""
+    ap = argparse.ArgumentParser(description=module.__doc__.split("\n")[0])
     ap.add_argument("-k", action="append", default=[], metavar="PATTERN",
                     help="run only tests whose name contains PATTERN (or matches it as "
                          "a glob); may be repeated")
@@ -2663,7 +2668,7 @@ def main():
     signal.signal(signal.SIGALRM, on_alarm)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
-    tests = list(iter_tests(unittest.TestLoader().loadTestsFromModule(sys.modules[__name__])))
+    tests = list(iter_tests(unittest.TestLoader().loadTestsFromModule(module)))
     if opts.k:
         def match(t):
             n = test_name(t)
@@ -2676,8 +2681,8 @@ def main():
             print(test_name(t))
         return 0
 
-    print("# pop3d integration tests: %s (%s, uid %d)"
-          % (POP3D, "root" if IS_ROOT else "unprivileged", os.getuid()))
+    print("# %s: %s (%s, uid %d)"
+          % (title, POP3D, "root" if IS_ROOT else "unprivileged", os.getuid()))
     if not (os.path.isfile(POP3D) and os.access(POP3D, os.X_OK)):
         print("FAIL setup: %s is not an executable file (build it with make, or set POP3D)"
               % POP3D)
@@ -2685,16 +2690,26 @@ def main():
         return 1
     res = Result()
     t0 = time.monotonic()
-    for t in tests:
-        try:
-            t.run(res)
-        except TestTimeout:               # stopTest has run and reported it
-            signal.alarm(0)
+    try:
+        if setup is not None:
+            setup(tests)
+        for t in tests:
             try:
-                t.doCleanups()
-            except Exception:
-                pass
+                t.run(res)
+            except TestTimeout:           # stopTest has run and reported it
+                signal.alarm(0)
+                try:
+                    t.doCleanups()
+                except Exception:
+                    pass
+    finally:
+        if cleanup is not None:
+            cleanup()
     return res.summary(time.monotonic() - t0)
+
+
+def main():
+    return suite_main(sys.modules[__name__], "pop3d integration tests")
 
 
 if __name__ == "__main__":

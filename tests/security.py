@@ -22,8 +22,6 @@ nothing failed.  Works as root (privilege tests need it) and unprivileged.
 import sys
 sys.dont_write_bytecode = True            # never litter tests/__pycache__
 
-import argparse
-import fnmatch
 import glob
 import grp
 import hashlib
@@ -1088,56 +1086,22 @@ class Valgrind(Base):
 # ====================================================================== runner
 
 def main():
-    global LIMITS_BUILD, VALGRIND_BUILD
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-k", action="append", default=[], metavar="PATTERN",
-                    help="run only tests whose name contains PATTERN (or matches it as a glob)")
-    ap.add_argument("-l", "--list", action="store_true", help="list test names")
-    opts = ap.parse_args()
-    signal.signal(signal.SIGALRM, R.on_alarm)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    tests = list(R.iter_tests(unittest.TestLoader().loadTestsFromModule(sys.modules[__name__])))
-    if opts.k:
-        def match(t):
-            n = R.test_name(t)
-            return any(p.lower() in n.lower() or fnmatch.fnmatch(n, p) for p in opts.k)
-        tests = [t for t in tests if match(t)]
-    if opts.list:
-        for t in tests:
-            print(R.test_name(t))
-        return 0
-    print("# pop3d security tests: %s (%s, uid %d)"
-          % (POP3D, "root" if IS_ROOT else "unprivileged", os.getuid()))
-    if not (os.path.isfile(POP3D) and os.access(POP3D, os.X_OK)):
-        print("FAIL setup: %s is not an executable file" % POP3D)
-        print("0 passed, 1 failed")
-        return 1
-    if any(R.test_name(t).startswith("FileSafety.limits") for t in tests) and \
-            os.path.isfile(os.path.join(REPO, "Makefile")):
-        LIMITS_BUILD = VariantBuild("-DMAX_MESSAGES=%d -DMAX_MAILDROP_BYTES=%d "
-                                    "-DMAX_PRELOGIN_SECONDS=%d"
-                                    % (LIMIT_MESSAGES, LIMIT_BYTES, LIMIT_PRELOGIN))
-    if any(R.test_name(t).startswith("Valgrind") for t in tests) and \
-            os.path.isfile(os.path.join(REPO, "Makefile")):
-        VALGRIND_BUILD = VariantBuild("-DSANDBOX_NO_SECCOMP")
-    res = R.Result()
-    t0 = time.monotonic()
-    try:
-        for t in tests:
-            try:
-                t.run(res)
-            except R.TestTimeout:
-                signal.alarm(0)
-                try:
-                    t.doCleanups()
-                except Exception:
-                    pass
-    finally:
+    def setup(tests):
+        global LIMITS_BUILD, VALGRIND_BUILD
+        if any(R.test_name(t).startswith("FileSafety.limits") for t in tests) and \
+                os.path.isfile(os.path.join(REPO, "Makefile")):
+            LIMITS_BUILD = VariantBuild("-DMAX_MESSAGES=%d -DMAX_MAILDROP_BYTES=%d "
+                                        "-DMAX_PRELOGIN_SECONDS=%d"
+                                        % (LIMIT_MESSAGES, LIMIT_BYTES, LIMIT_PRELOGIN))
+        if any(R.test_name(t).startswith("Valgrind") for t in tests) and \
+                os.path.isfile(os.path.join(REPO, "Makefile")):
+            VALGRIND_BUILD = VariantBuild("-DSANDBOX_NO_SECCOMP")
+
+    def cleanup():
         for b in (LIMITS_BUILD, VALGRIND_BUILD):
             if b:
                 b.cleanup()
-    return res.summary(time.monotonic() - t0)
-
+    return R.suite_main(sys.modules[__name__], "pop3d security tests", setup, cleanup)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,8 +20,6 @@ and unprivileged (root-only tests say so).  testssl.sh runs in tests/testssl.py.
 import sys
 sys.dont_write_bytecode = True            # never litter tests/__pycache__
 
-import argparse
-import fnmatch
 import glob
 import os
 import pwd
@@ -33,14 +31,13 @@ import ssl
 import subprocess
 import tempfile
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import mboxlib as mb                      # noqa: E402
 import run as R                           # noqa: E402
 import security as S                      # noqa: E402
-from pop3lib import (IS_ROOT, REPO, Session, SocketTransport, ProtocolError,  # noqa: E402
+from pop3lib import (IS_ROOT, REPO, Session, SocketTransport,  # noqa: E402
                      crypt_hash, proc_status, proc_tree, wait_for)
 
 PW = R.PW
@@ -822,41 +819,10 @@ class Processes(TlsBase):
 # ====================================================================== runner
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-k", action="append", default=[], metavar="PATTERN")
-    ap.add_argument("-l", "--list", action="store_true")
-    opts = ap.parse_args()
-    signal.signal(signal.SIGALRM, R.on_alarm)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    tests = list(R.iter_tests(unittest.TestLoader().loadTestsFromModule(sys.modules[__name__])))
-    if opts.k:
-        def match(t):
-            n = R.test_name(t)
-            return any(p.lower() in n.lower() or fnmatch.fnmatch(n, p) for p in opts.k)
-        tests = [t for t in tests if match(t)]
-    if opts.list:
-        for t in tests:
-            print(R.test_name(t))
-        return 0
-    print("# pop3d TLS tests: %s (%s, uid %d)"
-          % (R.POP3D, "root" if IS_ROOT else "unprivileged", os.getuid()))
-    res = R.Result()
-    t0 = time.monotonic()
-    try:
-        for t in tests:
-            try:
-                t.run(res)
-            except R.TestTimeout:
-                signal.alarm(0)
-                try:
-                    t.doCleanups()
-                except Exception:
-                    pass
-    finally:
+    def cleanup():
         if CERTS is not None:
             CERTS.cleanup()
-    return res.summary(time.monotonic() - t0)
-
+    return R.suite_main(sys.modules[__name__], "pop3d TLS tests", cleanup=cleanup)
 
 if __name__ == "__main__":
     sys.exit(main())
