@@ -81,8 +81,8 @@ FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=un
 	-fno-omit-frame-pointer -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
 LIBSRCS = $(LIBOBJS:.o=.c)
 
-fuzz/session: fuzz/session.c pop3d.c $(LIBSRCS) $(HDRS)
-	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/session.c $(LIBSRCS) $(LIBS)
+fuzz/session: fuzz/session.c pop3d.c monitor.c $(LIBSRCS) $(HDRS)
+	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/session.c monitor.c $(LIBSRCS) $(LIBS)
 
 fuzz/mbox: fuzz/mbox.c $(LIBSRCS) $(HDRS)
 	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/mbox.c $(LIBSRCS) $(LIBS)
