@@ -282,3 +282,17 @@ clean-faultinject:
 	rm -f tests/faultinject.so
 
 .PHONY: check-slow clean-faultinject
+
+# ---- small hosts (issue 14): the Debian package, static musl, ARM.
+# make deb: dist/pop3d_VERSION_ARCH.deb (debian/, scripts/deb.sh); installs
+# its build dependencies first, as make check does.
+deb: deps
+	sh scripts/deb.sh
+
+# make cross: arm64 and armhf cross builds, their unit tests and tests/dropdump
+# under qemu-user against x86-64's output (tests/cross.py; deps.sh --cross).
+cross:
+	sh scripts/deps.sh --cross
+	/usr/bin/python3 tests/cross.py
+
+.PHONY: deb cross
