@@ -10,7 +10,8 @@
  *   none    no crypt at all (Debian's musl is packaged without it): crypt
  *           hashes never match, only {PLAIN} secrets log in.
  *
- * pop3d -V says which (CRYPT_BACKEND), and the tests read it there.
+ * pop3d -V says which (CRYPT_BACKEND), and the tests read it there;
+ * pop3passwd -h lists the schemes it can make.
  */
 #ifndef POP3D_CRYPTLIB_H
 #define POP3D_CRYPTLIB_H

@@ -41,7 +41,7 @@ static const struct scheme {
 	{ "bcrypt", "$2b$" },
 };
 
-#ifndef POP3D_CRYPT_XCRYPT
+#ifndef CRYPT_GENSALT_OUTPUT_SIZE              /* (libxcrypt's crypt.h has it) */
 #define CRYPT_GENSALT_OUTPUT_SIZE 64
 #endif
 #ifdef POP3D_CRYPT_LIBC
@@ -328,8 +328,7 @@ main(int argc, char **argv)
 			name = optarg;
 			break;
 		case 'V':
-			printf("pop3passwd %s\ncrypt: %s (%s)\n", POP3D_VERSION, CRYPT_BACKEND,
-			    CRYPT_SCHEMES);
+			printf("pop3passwd %s\n", POP3D_VERSION);
 			return 0;
 		default:
 			usage(stderr);
