@@ -276,6 +276,8 @@ tests/faultinject.so: tests/faultinject.c
 check-slow: deps
 	$(MAKE) all tests/faultinject.so
 	/usr/bin/python3 tests/crash.py --long $(CRASH_ARGS)
+	sh scripts/deps.sh --cross
+	/usr/bin/python3 tests/cross.py --server
 
 clean: clean-faultinject
 clean-faultinject:

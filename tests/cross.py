@@ -14,8 +14,8 @@
    portable scan and offsets past 4 GiB on a 32-bit CPU), and dropdump under
    qemu: its output must equal x86-64's octet for octet (UIDLs included:
    XXH3's portable path).
-3. With --server (make check-slow): tests/run.py against the arm64 pop3d
-   under qemu, where fork works with Debian's multiarch libc (see below).
+3. With --server (make check-slow): tests/run.py against each target's
+   pop3d under qemu, where fork works with Debian's multiarch libc (below).
 
 qemu is called directly, with -L to the target's root: "/" by default, where
 Debian's multiarch libc6:arm64 and libc6:armhf live (scripts/deps.sh
@@ -310,17 +310,17 @@ def cross(target, work, corpus, native_outs, verbose):
                     i, p.stdout[i:i + 40], native_outs[kind_][i:i + 40]))
 
 
-def server_suite(work):
-    """tests/run.py against the arm64 pop3d under qemu (check-slow)."""
-    src = os.path.join(work, "src-aarch64")
+def server_suite(work, target):
+    """tests/run.py against the target's pop3d under qemu (check-slow)."""
+    src = os.path.join(work, "src-" + target)
     binary = os.path.join(src, "pop3d")
-    name = "cross[aarch64].run.py"
+    name = "cross[%s].run.py" % target
     if not os.path.exists(binary):
-        fail(name, "no arm64 build")
+        fail(name, "no %s build" % target)
         return
-    wrapper = os.path.join(work, "pop3d-qemu")
+    wrapper = os.path.join(work, "pop3d-qemu-" + target)
     with open(wrapper, "w") as f:
-        f.write("#!/bin/sh\nexec %s -L %s %s \"$@\"\n" % (TARGETS["aarch64"][1], QEMU_ROOT,
+        f.write("#!/bin/sh\nexec %s -L %s %s \"$@\"\n" % (TARGETS[target][1], QEMU_ROOT,
                                                          binary))
     os.chmod(wrapper, 0o755)
     env = dict(os.environ, POP3D=wrapper)
@@ -357,7 +357,8 @@ def main():
                 continue
             cross(t, work, corpus, outs, args.v)
         if args.server:
-            server_suite(work)
+            for t in [t for t in args.targets.split(",") if t in TARGETS]:
+                server_suite(work, t)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
