@@ -201,6 +201,7 @@ install: pop3d pop3passwd
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
 		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
 		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(DOCDIR)/examples/xinetd.d \
+		$(DESTDIR)$(DOCDIR)/examples/nginx $(DESTDIR)$(DOCDIR)/examples/haproxy \
 		$(DESTDIR)$(F2B_DIR)/filter.d $(DESTDIR)$(F2B_DIR)/jail.d
 	$(INSTALL) -m 0755 pop3d $(DESTDIR)$(SBINDIR)/pop3d
 	$(INSTALL) -m 0755 pop3passwd $(DESTDIR)$(BINDIR)/pop3passwd
@@ -228,6 +229,8 @@ install: pop3d pop3passwd
 		echo '#carol:{PLAIN}secret:1002:1002:Carol (APOP):/var/mail/carol'; \
 	} > $(DESTDIR)$(DOCDIR)/examples/passwd)
 	chmod 0600 $(DESTDIR)$(DOCDIR)/examples/passwd
+	$(INSTALL) -m 0644 contrib/nginx/pop3d-proxy.conf $(DESTDIR)$(DOCDIR)/examples/nginx/pop3d-proxy.conf
+	$(INSTALL) -m 0644 contrib/haproxy/haproxy.cfg $(DESTDIR)$(DOCDIR)/examples/haproxy/haproxy.cfg
 	$(INSTALL) -m 0644 contrib/fail2ban/filter.d/pop3d.conf $(DESTDIR)$(F2B_DIR)/filter.d/pop3d.conf
 	$(INSTALL) -m 0644 contrib/fail2ban/jail.d/pop3d.conf $(DESTDIR)$(F2B_DIR)/jail.d/pop3d.conf
 
@@ -237,9 +240,12 @@ uninstall:
 	for u in $(UNIT_FILES); do rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; done
 	rm -f $(DESTDIR)$(SYSUSERSDIR)/pop3d.conf
 	for x in $(XINETD_FILES); do rm -f $(DESTDIR)$(DOCDIR)/examples/xinetd.d/$$x; done
+	rm -f $(DESTDIR)$(DOCDIR)/examples/nginx/pop3d-proxy.conf \
+		$(DESTDIR)$(DOCDIR)/examples/haproxy/haproxy.cfg
 	rm -f $(DESTDIR)$(DOCDIR)/examples/inetd.conf $(DESTDIR)$(DOCDIR)/examples/passwd \
 		$(DESTDIR)$(F2B_DIR)/filter.d/pop3d.conf $(DESTDIR)$(F2B_DIR)/jail.d/pop3d.conf
-	-rmdir $(DESTDIR)$(DOCDIR)/examples/xinetd.d $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) \
+	-rmdir $(DESTDIR)$(DOCDIR)/examples/xinetd.d $(DESTDIR)$(DOCDIR)/examples/nginx \
+		$(DESTDIR)$(DOCDIR)/examples/haproxy $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) \
 		$(DESTDIR)$(F2B_DIR)/filter.d $(DESTDIR)$(F2B_DIR)/jail.d $(DESTDIR)$(F2B_DIR) \
 		$(DESTDIR)$(DATADIR)/pop3d 2>/dev/null
 

@@ -255,6 +255,8 @@ class Deploy(unittest.TestCase):
             "usr/local/share/doc/pop3d/examples/inetd.conf": 0o644,
             "usr/local/share/doc/pop3d/examples/xinetd.d/pop3d": 0o644,
             "usr/local/share/doc/pop3d/examples/xinetd.d/pop3s": 0o644,
+            "usr/local/share/doc/pop3d/examples/nginx/pop3d-proxy.conf": 0o644,
+            "usr/local/share/doc/pop3d/examples/haproxy/haproxy.cfg": 0o644,
             "usr/local/share/pop3d/fail2ban/filter.d/pop3d.conf": 0o644,
             "usr/local/share/pop3d/fail2ban/jail.d/pop3d.conf": 0o644,
         }
