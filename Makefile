@@ -7,6 +7,35 @@
 #   make demo            serve a demo maildrop on 127.0.0.1:1100
 
 CC ?= cc
+
+# ---- small hosts (issue 14): cross compilers, musl, static binaries.
+# TARGET is the multiarch triplet $(CC) builds for. When it is not this
+# machine's (make CC=aarch64-linux-gnu-gcc, CC=arm-linux-gnueabihf-gcc),
+# pkg-config sees only Debian's multiarch libraries of the target
+# (libcrypt-dev:arm64 and so on: scripts/deps.sh --cross). A C library other
+# than glibc (make CC=musl-gcc) has no libsystemd or OpenSSL built for it
+# here: pkg-config is not asked, SYSTEMD and TLS default to no. STATIC=1
+# links one static binary (meant for musl; no libsystemd then).
+# CRYPT=xcrypt|libc|none (cryptlib.h): found by scripts/crypt-probe.sh.
+TARGET := $(shell $(CC) -print-multiarch 2>/dev/null || $(CC) -dumpmachine 2>/dev/null)
+BUILD_TRIPLET := $(shell cc -print-multiarch 2>/dev/null || cc -dumpmachine 2>/dev/null)
+H := \#
+LIBC := $(shell printf '$(H)include <limits.h>\n$(H)ifdef __GLIBC__\nglibc\n$(H)else\nother\n$(H)endif\n' | \
+	$(CC) -E -P -x c - 2>/dev/null | grep -E '^(glibc|other)$$')
+ifneq ($(TARGET),$(BUILD_TRIPLET))
+PKG_CONFIG ?= PKG_CONFIG_LIBDIR=/usr/lib/$(TARGET)/pkgconfig:/usr/share/pkgconfig pkg-config
+endif
+ifeq ($(LIBC),other)
+PKG_CONFIG ?= false
+endif
+STATIC ?=
+ifeq ($(STATIC),1)
+SYSTEMD ?= no
+LDFLAGS += -static
+endif
+ifeq ($(origin CRYPT),undefined)
+CRYPT := $(shell CC="$(CC)" sh scripts/crypt-probe.sh)
+endif
 PKG_CONFIG ?= pkg-config
 CFLAGS ?= -O2 -g
 CFLAGS_EXTRA ?=
@@ -15,8 +44,16 @@ WARNINGS = -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-
 SYSTEMD ?= $(shell $(PKG_CONFIG) --exists libsystemd 2>/dev/null && echo yes || echo no)
 TLS ?= $(shell $(PKG_CONFIG) --exists openssl 2>/dev/null && echo yes || echo no)
 
-CRYPT_CFLAGS := $(shell $(PKG_CONFIG) --cflags libxcrypt 2>/dev/null)
+ifeq ($(CRYPT),xcrypt)
+CRYPT_CFLAGS := -DPOP3D_CRYPT_XCRYPT $(shell $(PKG_CONFIG) --cflags libxcrypt 2>/dev/null)
 CRYPT_LIBS := $(shell $(PKG_CONFIG) --libs libxcrypt 2>/dev/null || echo -lcrypt)
+else ifeq ($(CRYPT),libc)
+CRYPT_CFLAGS := -DPOP3D_CRYPT_LIBC
+CRYPT_LIBS := $(shell CC="$(CC)" sh scripts/crypt-probe.sh libs)
+else
+CRYPT_CFLAGS := -DPOP3D_CRYPT_NONE
+CRYPT_LIBS :=
+endif
 ifeq ($(SYSTEMD),yes)
 SD_CFLAGS := -DHAVE_SYSTEMD $(shell $(PKG_CONFIG) --cflags libsystemd)
 SD_LIBS := $(shell $(PKG_CONFIG) --libs libsystemd)
@@ -34,7 +71,7 @@ LIBS = $(CRYPT_LIBS) $(SD_LIBS) $(TLS_LIBS)
 OBJS = pop3d.o monitor.o io.o auth.o privsep.o sandbox.o maildrop.o mbox.o maildir.o md5.o \
 	xxh3.o proxy.o $(TLS_OBJS)
 HDRS = config.h io.h auth.h privsep.h sandbox.h maildrop.h md5.h xxh3.h lfscan.h session.h proxy.h \
-	tls.h signer.h relay.h
+	tls.h signer.h relay.h cryptlib.h
 SRCS = $(OBJS:.o=.c)
 ASAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
@@ -51,6 +88,11 @@ LIBOBJS = io.o auth.o privsep.o sandbox.o maildrop.o mbox.o maildir.o md5.o xxh3
 
 tests/unit: tests/unit.c $(LIBOBJS) $(HDRS)
 	$(CC) $(ALL_CFLAGS) -I. -o $@ tests/unit.c $(LIBOBJS) $(LIBS)
+
+# the octets a session sends after login, from the server's own code, with
+# no fork: runs under qemu-user (tests/cross.py)
+tests/dropdump: tests/dropdump.c pop3d.c monitor.o $(LIBOBJS) $(HDRS)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -I. -o $@ tests/dropdump.c monitor.o $(LIBOBJS) $(LIBS)
 
 pop3d-asan: $(SRCS) $(HDRS)
 	$(CC) $(ALL_CFLAGS) $(ASAN) -o $@ $(SRCS) $(LIBS)
@@ -123,13 +165,13 @@ fuzz-regress: fuzz-build
 	done
 
 clean:
-	rm -f pop3d pop3d-asan tests/unit tests/unit-asan *.o $(FUZZERS:%=fuzz/%)
+	rm -f pop3d pop3d-asan tests/unit tests/unit-asan tests/dropdump *.o $(FUZZERS:%=fuzz/%)
 
 .PHONY: all deps check check-asan demo clean fuzz fuzz-build fuzz-regress
 
 # ---------------------------------------------------------------- pop3passwd, install
 
-pop3passwd: pop3passwd.c config.h
+pop3passwd: pop3passwd.c config.h cryptlib.h
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ pop3passwd.c $(CRYPT_LIBS)
 
 clean: clean-pop3passwd
@@ -240,9 +282,25 @@ tests/faultinject.so: tests/faultinject.c
 check-slow: deps
 	$(MAKE) all tests/faultinject.so
 	/usr/bin/python3 tests/crash.py --long $(CRASH_ARGS)
+	sh scripts/deps.sh --cross
+	/usr/bin/python3 tests/cross.py --server
 
 clean: clean-faultinject
 clean-faultinject:
 	rm -f tests/faultinject.so
 
 .PHONY: check-slow clean-faultinject
+
+# ---- small hosts (issue 14): the Debian package, static musl, ARM.
+# make deb: dist/pop3d_VERSION_ARCH.deb (debian/, scripts/deb.sh); installs
+# its build dependencies first, as make check does.
+deb: deps
+	sh scripts/deb.sh
+
+# make cross: arm64 and armhf cross builds, their unit tests and tests/dropdump
+# under qemu-user against x86-64's output (tests/cross.py; deps.sh --cross).
+cross:
+	sh scripts/deps.sh --cross
+	/usr/bin/python3 tests/cross.py
+
+.PHONY: deb cross

@@ -2,7 +2,8 @@
  * auth.c - the user file, password and APOP checks, and becoming the user.
  *
  * The user file holds one entry a line, name:secret:uid:gid:gecos:maildrop.
- * A secret is a crypt(3) hash (checked with libxcrypt), {PLAIN}text (usable by
+ * A secret is a crypt(3) hash (checked with libxcrypt, or where there is none
+ * the C library's crypt_r: cryptlib.h), {PLAIN}text (usable by
  * APOP too), or empty, "*" or "!..." for a disabled account. Every failure path
  * costs what a real check costs: unknown users, disabled accounts and {PLAIN}
  * entries run one crypt() of a kind of hash the file holds (dummy_work), so
@@ -12,7 +13,6 @@
  * wiped too (struct ufile).
  */
 #define _GNU_SOURCE
-#include <crypt.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +30,7 @@
 #endif
 
 #include "auth.h"
+#include "cryptlib.h"
 #include "md5.h"
 #include "sandbox.h"
 
@@ -80,16 +81,11 @@ secret_kind(const char *s, const char **plain)
 static int
 crypt_here(const char *pass, const char *hash)
 {
-	struct crypt_data cd;
+	pw_crypt_data cd;
 	const char *out;
 	int ok;
 
-	memset(&cd, 0, sizeof(cd));
-#ifdef CRYPT_OUTPUT_SIZE
-	out = crypt_rn(pass, hash, &cd, sizeof(cd));
-#else
-	out = crypt_r(pass, hash, &cd);
-#endif
+	out = pw_crypt(pass, hash, &cd);
 	ok = out != NULL && out[0] != '*' && ct_equal(out, hash);
 	explicit_bzero(&cd, sizeof(cd));
 	return ok;
@@ -412,6 +408,12 @@ auth_scan(const char *path, struct authinfo *info, char *err, size_t errlen)
 		}
 	}
 	md5_final(&key, info->key);
+#ifdef POP3D_CRYPT_NONE
+	if (info->total > 0)
+		syslog(LOG_WARNING, "warning user file %s: %u crypt hashes, and this pop3d "
+		    "was built without crypt (CRYPT=none): only {PLAIN} entries can log in",
+		    path, info->total);
+#endif
 	explicit_bzero(line, sizeof(line));
 	explicit_bzero(&e, sizeof(e));
 	ufile_close(&u);

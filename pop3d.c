@@ -32,6 +32,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "cryptlib.h"
 #include "io.h"
 #include "maildrop.h"
 #include "privsep.h"
@@ -996,7 +997,8 @@ options(int argc, char **argv, struct session *s, int *no_apop, int *log_stderr)
 			s->prelogin_user_given = 1;
 			break;
 		case 'V':
-			printf("pop3d %s\n", POP3D_VERSION);
+			printf("pop3d %s\ncrypt: %s (%s)\n", POP3D_VERSION, CRYPT_BACKEND,
+			    CRYPT_SCHEMES);
 			exit(0);
 		case ':':
 			return "option needs an argument";

@@ -7,11 +7,13 @@
  * The password is read twice without echo when stdin is a terminal (prompts
  * and errors on stderr), else once, as one line, from stdin (for scripts).
  * The salt comes from libxcrypt's crypt_gensalt_rn with the kernel's random
- * bytes; the hash from crypt_rn. Only the hash or the user-file line goes to
- * stdout. Every copy of the password is wiped with explicit_bzero.
+ * bytes; the hash from crypt_rn. Built with the C library's crypt_r instead
+ * (cryptlib.h: musl), the salt is made here from getrandom (make_setting),
+ * sha512 is the default, and yescrypt is refused. Only the hash or the
+ * user-file line goes to stdout. Every copy of the password is wiped with
+ * explicit_bzero.
  */
 #define _GNU_SOURCE
-#include <crypt.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -19,10 +21,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "cryptlib.h"
 
 /* A PASS command line is at most MAX_LINE octets: "PASS " + password + CRLF. */
 #define MAX_PASSWORD (MAX_LINE - 7)
@@ -30,10 +34,76 @@
 static const struct scheme {
 	const char *name, *prefix;
 } schemes[] = {
+#ifdef POP3D_CRYPT_XCRYPT
 	{ "yescrypt", "$y$" },          /* the default */
-	{ "sha512", "$6$" },
+#endif
+	{ "sha512", "$6$" },            /* the default without libxcrypt */
 	{ "bcrypt", "$2b$" },
 };
+
+#ifndef CRYPT_GENSALT_OUTPUT_SIZE              /* (libxcrypt's crypt.h has it) */
+#define CRYPT_GENSALT_OUTPUT_SIZE 64
+#endif
+#ifdef POP3D_CRYPT_LIBC
+#define BCRYPT_DEFAULT_COST 5           /* libxcrypt's crypt_gensalt default */
+
+/* A setting for prefix ($6$ or $2b$) with 16 random octets of salt, as
+ * libxcrypt's crypt_gensalt_rn makes it; rounds 0 is the scheme's default.
+ * NULL with errno EINVAL for rounds out of the scheme's range. */
+static const char *
+make_setting(const char *prefix, unsigned long rounds, char *out, size_t len)
+{
+	static const char crypt64[] =
+	    "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+	static const char bcrypt64[] =
+	    "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+	unsigned char r[16];
+	size_t n = 0, i;
+
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		return NULL;
+	if (strcmp(prefix, "$2b$") == 0) {
+		if (rounds == 0)
+			rounds = BCRYPT_DEFAULT_COST;
+		if (rounds < 4 || rounds > 31) {
+			errno = EINVAL;
+			return NULL;
+		}
+		n = (size_t)snprintf(out, len, "$2b$%02lu$", rounds);
+		/* bcrypt's own base64 of the 16 octets: 22 digits */
+		for (i = 0; i < sizeof(r); i += 3) {
+			unsigned c1 = r[i];
+
+			out[n++] = bcrypt64[c1 >> 2];
+			c1 = (c1 & 0x03) << 4;
+			if (i + 1 >= sizeof(r)) {
+				out[n++] = bcrypt64[c1];
+				break;
+			}
+			out[n++] = bcrypt64[c1 | r[i + 1] >> 4];
+			c1 = (r[i + 1] & 0x0f) << 2;
+			if (i + 2 >= sizeof(r)) {
+				out[n++] = bcrypt64[c1];
+				break;
+			}
+			out[n++] = bcrypt64[c1 | r[i + 2] >> 6];
+			out[n++] = bcrypt64[r[i + 2] & 0x3f];
+		}
+	} else {
+		if (rounds != 0 && (rounds < 1000 || rounds > 999999999)) {
+			errno = EINVAL;
+			return NULL;
+		}
+		n = rounds != 0 ? (size_t)snprintf(out, len, "%srounds=%lu$", prefix, rounds) :
+		    (size_t)snprintf(out, len, "%s", prefix);
+		for (i = 0; i < sizeof(r); i++)
+			out[n++] = crypt64[r[i] & 0x3f];
+	}
+	out[n] = '\0';
+	explicit_bzero(r, sizeof(r));
+	return out;
+}
+#endif
 
 static struct termios saved_tty;
 static volatile sig_atomic_t tty_changed;
@@ -44,7 +114,11 @@ usage(FILE *f)
 	fprintf(f, "usage: pop3passwd [-s scheme] [-r rounds]\n"
 	    "       pop3passwd [-s scheme] [-r rounds] -u name [-i uid] [-g gid] [-c gecos] "
 	    "-m maildrop\n"
+#ifdef POP3D_CRYPT_XCRYPT
 	    "  -s scheme    yescrypt (default), sha512 or bcrypt\n"
+#else
+	    "  -s scheme    sha512 (default) or bcrypt (yescrypt needs libxcrypt)\n"
+#endif
 	    "  -r rounds    cost parameter for crypt_gensalt (default: libxcrypt's)\n"
 	    "  -u name      print a whole user-file line for this user, not just the hash\n"
 	    "  -i uid       its uid (decimal, not 0)\n"
@@ -210,7 +284,7 @@ main(int argc, char **argv)
 	const char *prefix = schemes[0].prefix, *name = NULL, *uid = "", *gid = "", *gecos = "",
 	    *maildrop = NULL;
 	char pw[MAX_PASSWORD + 2], again[MAX_PASSWORD + 2], setting[CRYPT_GENSALT_OUTPUT_SIZE];
-	static struct crypt_data cd;
+	static pw_crypt_data cd;
 	unsigned long rounds = 0;
 	size_t len, len2, i;
 	const char *hash;
@@ -245,7 +319,9 @@ main(int argc, char **argv)
 				if (strcmp(optarg, schemes[i].name) == 0)
 					break;
 			if (i == sizeof(schemes) / sizeof(schemes[0]))
-				die("unknown scheme %s (yescrypt, sha512 or bcrypt)", optarg);
+				die("unknown scheme %s (%ssha512 or bcrypt)", optarg,
+				    strcmp(schemes[0].name, "yescrypt") == 0 ? "yescrypt, " :
+				    "this build has no yescrypt: ");
 			prefix = schemes[i].prefix;
 			break;
 		case 'u':
@@ -284,7 +360,15 @@ main(int argc, char **argv)
 	}
 
 	/* The salt first: a bad -r fails before anyone types a password. */
+#if defined(POP3D_CRYPT_NONE)
+	(void)rounds;
+	die("this pop3passwd was built without crypt (CRYPT=none): use {PLAIN} secrets, "
+	    "or make the hash with a pop3passwd that has crypt");
+#elif defined(POP3D_CRYPT_XCRYPT)
 	if (crypt_gensalt_rn(prefix, rounds, NULL, 0, setting, (int)sizeof(setting)) == NULL)
+#else
+	if (make_setting(prefix, rounds, setting, sizeof(setting)) == NULL)
+#endif
 		die("crypt_gensalt %s (rounds %lu): %s", prefix, rounds,
 		    errno == EINVAL ? "invalid rounds for this scheme" : strerror(errno));
 
@@ -312,7 +396,7 @@ main(int argc, char **argv)
 		check_password(pw, sizeof(pw), len);
 	}
 
-	hash = crypt_rn(pw, setting, &cd, (int)sizeof(cd));
+	hash = pw_crypt(pw, setting, &cd);
 	explicit_bzero(pw, sizeof(pw));
 	if (hash == NULL || hash[0] == '*') {
 		explicit_bzero(&cd, sizeof(cd));

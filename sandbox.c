@@ -226,6 +226,14 @@ static const long prelogin_calls[] = {
 #ifdef SYS_fcntl64
 	SYS_fcntl64,
 #endif
+	/* 32-bit ARM (armhf): glibc's fstat may be fstatat64, and with 64-bit
+	 * time its futex waits are futex_time64 */
+#ifdef SYS_fstatat64
+	SYS_fstatat64,
+#endif
+#ifdef SYS_futex_time64
+	SYS_futex_time64,
+#endif
 	-1
 };
 
@@ -253,6 +261,9 @@ static const long signer_calls[] = {
 #endif
 #ifdef SYS_futex
 	SYS_futex,
+#endif
+#ifdef SYS_futex_time64
+	SYS_futex_time64,
 #endif
 #ifdef SYS_getpid
 	SYS_getpid,

@@ -31,6 +31,20 @@ PKGS="$PKGS openssl testssl.sh"
 # pop3d. Installed with their services kept from starting (see below).
 PKGS="$PKGS nginx-light libnginx-mod-mail haproxy"
 
+# Small hosts (issue 14): musl-tools (the static musl build check),
+# debhelper, dpkg-dev and lintian (make deb, tests/deb.py).
+PKGS="$PKGS musl-tools debhelper dpkg-dev lintian"
+
+# --cross (make cross, .ci/run; never make check): the arm64 and armhf cross
+# compilers and C libraries, Debian's multiarch arm64 and armhf libraries
+# pop3d links (libc6 too: qemu-user forks with it, not with the cross
+# toolchain's own copy), and qemu-user-static to run the tests.
+CROSS_ARCHS="arm64 armhf"
+CROSS_PKGS="gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross qemu-user-static"
+for a in $CROSS_ARCHS; do
+	CROSS_PKGS="$CROSS_PKGS libc6:$a libcrypt-dev:$a libssl-dev:$a libsystemd-dev:$a"
+done
+
 # --bench (make bench only, never make check): the peers for bench/bench.py
 # (its mpop client is in the list above). popa3d is not in this list: Debian's
 # popa3d package conflicts with dovecot-pop3d, so its .deb is fetched with
@@ -41,6 +55,11 @@ bench=no
 if [ "${1:-}" = "--bench" ]; then
 	bench=yes
 	PKGS="$PKGS $BENCH_PKGS"
+fi
+cross=no
+if [ "${1:-}" = "--cross" ]; then
+	cross=yes
+	PKGS="$PKGS $CROSS_PKGS"
 fi
 
 say() { printf 'deps.sh: %s\n' "$*" >&2; }
@@ -53,13 +72,14 @@ fi
 
 # One dpkg-query call for all packages; unknown packages only print to stderr.
 # shellcheck disable=SC2086  # word splitting of the package list is intended
-installed=" $(dpkg-query -W -f='${Package} ${Status}\n' $PKGS 2>/dev/null |
+installed=" $(dpkg-query -W -f='${binary:Package} ${Status}\n' $PKGS 2>/dev/null |
 	awk '$(NF-1) == "ok" && $NF == "installed" { printf "%s ", $1 }') "
 
 missing=
 for p in $PKGS; do
 	case $installed in
 	*" $p "*) ;;
+	*" $p:$(dpkg --print-architecture) "*) ;;      # (binary:Package of M-A: same)
 	*) missing="$missing $p" ;;
 	esac
 done
@@ -104,6 +124,14 @@ fi
 : "${DEBIAN_FRONTEND:=noninteractive}"
 export DEBIAN_FRONTEND
 say "missing packages: $missing"
+if [ "$cross" = yes ]; then
+	for a in $CROSS_ARCHS; do
+		if ! dpkg --print-foreign-architectures | grep -qx "$a"; then
+			say "running: dpkg --add-architecture $a"
+			dpkg --add-architecture "$a"
+		fi
+	done
+fi
 say "running: apt-get update"
 apt-get update >&2
 say "running: apt-get install -y --no-install-recommends $missing"

@@ -11,6 +11,9 @@
 #      (skipped with --asan: `make check` already did them)
 #   3. the integration tests, tests/run.py
 #   2a. tests/xxh3check.sh: xxh3.c against the reference xxhsum -H2 (one test)
+#   2b. small hosts: a static musl build (its unit tests, tests/run.py against
+#       it), a CRYPT=libc build (the crypt scheme tests), tests/deb.py (the
+#       Debian package); the arm64/armhf tests are `make cross` (tests/cross.py)
 #   3a. tests/security.py (privilege separation, abuse limits, timeouts, garbage,
 #       valgrind: issue 5 point 8), tests/tls.py (POP3S and STLS: issue 12),
 #       tests/testssl.py (testssl.sh, not with --asan), tests/proxy.py (the
@@ -169,6 +172,50 @@ if [ "$ASAN" = no ]; then
 		fail xxh3check "$(tail -n 1 "$WORK/xxh3.log")"
 		grep -E 'FAIL|error' "$WORK/xxh3.log" | head -n 20 | sed 's/^/    /'
 	fi
+fi
+
+# ---------------------------------------------------------------- 2b. small hosts (issue 14)
+# A static musl pop3d (make CC=musl-gcc STATIC=1; Debian's musl has no crypt,
+# so CRYPT=none): one static binary, its unit tests, and tests/run.py against
+# it over pipes and sockets (tests needing crypt skip, saying why). A glibc
+# build with CRYPT=libc (the C library's crypt_r path of cryptlib.h): the
+# crypt scheme tests against it. tests/deb.py: the Debian package (build,
+# lintian; as root dpkg -i, a session, dpkg -r, dpkg -P).
+if [ "$ASAN" = no ]; then
+	say "# small hosts: static musl, CRYPT=libc, the Debian package"
+	if command -v musl-gcc >/dev/null 2>&1; then
+		build_check musl-static CC=musl-gcc STATIC=1 CFLAGS_EXTRA=-Werror
+		M=$WORK/build-musl-static
+		if [ -x "$M/pop3d" ]; then
+			if file "$M/pop3d" | grep -q 'statically linked'; then
+				pass "musl-static: one static binary ($(stat -c %s "$M/pop3d") octets; $("$M/pop3d" -V | sed -n 's/^crypt: //p'))"
+			else
+				fail musl-static "not statically linked: $(file -b "$M/pop3d")"
+			fi
+			timeout 300 "$M/tests/unit" >"$WORK/unit-musl.log" 2>&1
+			add_counts unit-musl "$WORK/unit-musl.log" "$?"
+			say "# tests/run.py against the static musl pop3d"
+			chmod 0755 "$WORK" "$M"
+			POP3D=$M/pop3d timeout 900 /usr/bin/python3 "$TOP/tests/run.py" >"$WORK/run-musl.log" 2>&1
+			rc=$?
+			grep -E '^(FAIL|skip)' "$WORK/run-musl.log" | sort | uniq -c | sed 's/^/    /'
+			tail -n 1 "$WORK/run-musl.log"
+			add_counts run.py-musl "$WORK/run-musl.log" "$rc"
+		fi
+	else
+		fail build.musl-static "musl-gcc not installed (musl-tools: scripts/deps.sh)"
+	fi
+	build_check crypt-libc CRYPT=libc CFLAGS_EXTRA=-Werror
+	if [ -x "$WORK/build-crypt-libc/pop3d" ]; then
+		POP3D=$WORK/build-crypt-libc/pop3d timeout 300 /usr/bin/python3 "$TOP/tests/run.py" \
+			-k '*crypt_schemes*' -k '*no_timestamp_without_plain_entry*' >"$WORK/run-crypt-libc.log" 2>&1
+		rc=$?
+		cat "$WORK/run-crypt-libc.log"
+		add_counts run.py-crypt-libc "$WORK/run-crypt-libc.log" "$rc"
+	fi
+	say "# the Debian package: tests/deb.py"
+	timeout 900 /usr/bin/python3 "$TOP/tests/deb.py" 2>&1 | tee "$WORK/deb.log"
+	add_counts deb.py "$WORK/deb.log" "${PIPESTATUS[0]}"
 fi
 
 # ---------------------------------------------------------------- 3. integration tests

@@ -66,6 +66,38 @@ def crypt_hash(password, prefix="$y$"):
     return h
 
 
+_backend = None
+
+
+def crypt_backend(binary=None):
+    """The crypt pop3d was built with, from the second line of `pop3d -V`
+    (cryptlib.h): "libxcrypt", "C library crypt_r" or "none"."""
+    global _backend
+    if _backend is None or binary is not None:
+        try:
+            out = subprocess.run([binary or POP3D, "-V"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, timeout=60).stdout.decode()
+        except (OSError, subprocess.TimeoutExpired):
+            out = ""
+        m = re.search(r"^crypt: (.*?) \(", out, re.M)
+        found = m.group(1) if m else "libxcrypt"        # (builds before issue 14)
+        if binary is not None:
+            return found
+        _backend = found
+    return _backend
+
+
+def crypt_skip_reason(prefix):
+    """Why this pop3d cannot verify a hash of the scheme prefix, or None."""
+    b = crypt_backend()
+    if b == "none":
+        return ("this pop3d verifies no crypt hashes: built with CRYPT=none "
+                "(a C library without crypt, as Debian's musl)")
+    if prefix == "$y$" and b != "libxcrypt":
+        return "yescrypt needs libxcrypt; this pop3d has the %s" % b
+    return None
+
+
 def apop_digest(timestamp, secret):
     return hashlib.md5((timestamp + secret).encode()).hexdigest()
 

@@ -3,11 +3,16 @@
  * the command-line reader and parser, the mbox parser (sizes, offsets, UIDL
  * selection and duplicates), message sending and the in-place update; the
  * Maildir back end (order, sizes, UIDL, lock, renames, update); with TLS, the
- * signer (one signature per process, then gone).
+ * signer (one signature per process, then gone); the block LF scan built
+ * here (SSE2, NEON or portable: lfscan.h) against an octet-by-octet one; an
+ * mbox and a Maildir message past 4 GiB (sparse files: 64-bit offsets and
+ * sizes on 32-bit CPUs too; POP3D_UNIT_NO_BIG=1 skips them).
  * Prints a line per failure and a closing "N passed, N failed".
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +21,7 @@
 
 #include "auth.h"
 #include "io.h"
+#include "lfscan.h"
 #include "maildrop.h"
 #include "md5.h"
 #include "xxh3.h"
@@ -112,8 +118,11 @@ test_parse(void)
 	CHECK(parse_msgno("", 5, &n) < 0, "empty");
 	CHECK(parse_msgno(" 1", 5, &n) < 0, "space");
 	CHECK(parse_msgno("123456789012345678901234567890", (unsigned long)-1, &n) < 0, "30 digits");
-	CHECK(parse_msgno("18446744073709551615", (unsigned long)-1, &n) == 0, "ULONG_MAX");
-	CHECK(parse_msgno("18446744073709551616", (unsigned long)-1, &n) < 0, "ULONG_MAX+1");
+	/* (ULONG_MAX as the CPU has it: 18446744073709551615 or, 32-bit, 4294967295) */
+	snprintf(line, sizeof(line), "%lu", ULONG_MAX);
+	CHECK(parse_msgno(line, (unsigned long)-1, &n) == 0 && n == ULONG_MAX, "ULONG_MAX");
+	line[strlen(line) - 1]++;       /* (both end in 5) */
+	CHECK(parse_msgno(line, (unsigned long)-1, &n) < 0, "ULONG_MAX+1");
 	CHECK(parse_msgno("1", 0, &n) < 0, "empty maildrop");
 	CHECK(parse_count("0", &n) == 0 && n == 0, "count 0");
 	CHECK(parse_count("999999999999999999999999", &n) == 0 && n == (unsigned long)-1,
@@ -762,6 +771,187 @@ test_body_blocks(void)
 	free(data);
 }
 
+/* lf64 (SSE2, NEON or portable word arithmetic) against a plain loop, on
+ * tricky and random blocks at every alignment; its counts over runs long
+ * enough to flush SSE2's per-lane counters; lf_next against memchr. */
+static uint64_t
+lf64_simple(const unsigned char *p)
+{
+	uint64_t m = 0;
+
+	for (int i = 0; i < 64; i++)
+		if (p[i] == '\n')
+			m |= (uint64_t)1 << i;
+	return m;
+}
+
+static void
+test_lf64(void)
+{
+	static const unsigned char near[] = { '\n', 0x0b, 0x09, 0x8a, 0x0a ^ 0x80, 0xff, 0, '\r',
+	    0x4a, 0x1a, 0x7f, 0x80, 0x0a | 0x40 };
+	enum { BLOCKS = 1000 };
+	unsigned char *buf = malloc(64 * BLOCKS + 64);
+	uint32_t seed = 99;
+	uint64_t want = 0;
+	struct lfcount cnt;
+	struct lfiter it;
+	const char *p, *q;
+	int bad = 0;
+	size_t b, i, found;
+
+	printf("unit: lf64 is %s\n", LFSCAN_KIND);
+	for (b = 0; b < BLOCKS; b++) {
+		unsigned char *blk = buf + 64 * b;
+
+		for (i = 0; i < 64; i++) {
+			seed = seed * 1103515245u + 12345u;
+			switch (b % 5) {
+			case 0:                 /* octets near LF in value */
+				blk[i] = near[(seed >> 16) % sizeof(near)];
+				break;
+			case 1:                 /* one LF, walking */
+				blk[i] = i == b % 64 ? '\n' : 'x';
+				break;
+			case 2:                 /* all LF but one */
+				blk[i] = i == b % 64 ? 0x8a : '\n';
+				break;
+			default:                /* random octets */
+				blk[i] = (unsigned char)(seed >> 16);
+			}
+		}
+	}
+	memset(&cnt, 0, sizeof(cnt));
+	for (size_t align = 0; align < 8; align++) {
+		memmove(buf + align, buf + (align ? align - 1 : 0), 64 * BLOCKS - 8);
+		for (b = 0; b + 1 < BLOCKS; b++) {
+			const unsigned char *blk = buf + align + 64 * b;
+			uint64_t m = lf64((const char *)blk, &cnt);
+
+			want += (uint64_t)__builtin_popcountll(lf64_simple(blk));
+			if (m != lf64_simple(blk) && bad++ < 5)
+				printf("  block %zu align %zu: %016" PRIx64 " != %016" PRIx64 "\n", b,
+				    align, m, lf64_simple(blk));
+		}
+	}
+	CHECK(bad == 0, "lf64 (%s) masks equal the octet loop's (%d wrong)", LFSCAN_KIND, bad);
+	CHECK(lf_total(&cnt) == want, "lf64 (%s) counts %" PRIu64 " LFs, the loop %" PRIu64,
+	    LFSCAN_KIND, lf_total(&cnt), want);
+	for (size_t len = 0; len < 64 * 5; len += 7) {
+		lf_start(&it, (const char *)buf + 3, (const char *)buf + 3 + len);
+		found = 0;
+		p = (const char *)buf + 3;
+		for (;;) {
+			const char *end = (const char *)buf + 3 + len;
+
+			q = lf_next(&it, p);
+			if (q != memchr(p, '\n', (size_t)(end - p)) && bad++ < 5)
+				printf("  lf_next over %zu octets: wrong LF\n", len);
+			if (q == NULL)
+				break;
+			found++;
+			p = q + 1;
+		}
+	}
+	CHECK(bad == 0, "lf_next finds what memchr finds (%d wrong)", bad);
+	free(buf);
+}
+
+/* Offsets and sizes past 4 GiB (off_t and uint64_t on 32-bit CPUs too): an
+ * mbox whose first message is a sparse 4 GiB line of NULs, so the second
+ * starts past 4 GiB, and a Maildir message of 4 GiB sized from its W=. The
+ * scan reads every octet: seconds natively, longer under emulation. */
+static void
+test_big(void)
+{
+	const off_t hole = ((off_t)4 << 30) + 1000;
+	static const char head[] = "From a Mon Jan  1 00:00:00 2024\nSubject: big\n\nstart";
+	static const char tail[] = "\n\nFrom b Mon Jan  1 00:00:00 2024\nSubject: after\n\n"
+	    "last\n";
+	static const char want2[] = "Subject: after\r\n\r\nlast\r\n";
+	char path[512], err[512], dir[512], *out;
+	off_t second = (off_t)(sizeof(head) - 1) + hole + 2;
+	struct maildrop md;
+	size_t n;
+	int fd, r;
+
+	if (getenv("POP3D_UNIT_NO_BIG") != NULL) {
+		printf("skip big: POP3D_UNIT_NO_BIG is set\n");
+		return;
+	}
+	CHECK(sizeof(off_t) == 8, "off_t is 64 bits (%zu)", sizeof(off_t));
+	snprintf(path, sizeof(path), "%s/bigmbox", tmpdir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	r = fd >= 0 && write(fd, head, sizeof(head) - 1) == (ssize_t)(sizeof(head) - 1) &&
+	    pwrite(fd, tail, sizeof(tail) - 1, (off_t)(sizeof(head) - 1) + hole) ==
+	    (ssize_t)(sizeof(tail) - 1);
+	if (fd >= 0)
+		close(fd);
+	if (!r) {
+		printf("skip big: cannot write a sparse file past 4 GiB in %s\n", tmpdir);
+		unlink(path);
+		return;
+	}
+	snprintf(dir, sizeof(dir), "%s/state", tmpdir);
+	mkdir(dir, 0700);
+	maildrop_init(&md);
+	r = maildrop_open(&md, path, err, sizeof(err));
+	if (r == MD_OK)
+		r = maildrop_lock(&md, dir, err, sizeof(err));
+	if (r == MD_OK)
+		r = maildrop_load(&md, err, sizeof(err));
+	CHECK(r == MD_OK && md.count == 2, "big mbox: two messages (%d, %zu: %s)", r, md.count,
+	    r == MD_OK ? "" : err);
+	if (r == MD_OK && md.count == 2) {
+		/* "Subject: big" CRLF, CRLF, "start" + 4 GiB + 1000 NULs + CRLF */
+		CHECK(md.msgs[0].size == 14 + 2 + 5 + (uint64_t)hole + 2,
+		    "big mbox: size of the 4 GiB message (%" PRIu64 ")", md.msgs[0].size);
+		CHECK(md.msgs[1].start == second, "big mbox: second message at %jd (want %jd)",
+		    (intmax_t)md.msgs[1].start, (intmax_t)second);
+		CHECK(md.msgs[1].size == sizeof(want2) - 1, "big mbox: size past 4 GiB (%" PRIu64 ")",
+		    md.msgs[1].size);
+		out = sent(&md, 1, -1, &n);
+		CHECK(n == sizeof(want2) - 1 && memcmp(out, want2, n) == 0,
+		    "big mbox: RETR of the message past 4 GiB");
+		free(out);
+		out = sent(&md, 0, 0, &n);
+		CHECK(n == 16 && memcmp(out, "Subject: big\r\n\r\n", 16) == 0,
+		    "big mbox: TOP 0 of the 4 GiB message");
+		free(out);
+	}
+	maildrop_close(&md);
+	unlink(path);
+
+	/* A Maildir message of 4 GiB + 8 octets, its size from W=. */
+	snprintf(dir, sizeof(dir), "%s/bigmd", tmpdir);
+	mkdir(dir, 0700);
+	snprintf(path, sizeof(path), "%s/bigmd/new", tmpdir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/bigmd/cur", tmpdir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/bigmd/new/1700000000.big.host,W=%jd", tmpdir,
+	    (intmax_t)((off_t)4 << 30) + 8);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	r = fd >= 0 && write(fd, "S: x\n\nb", 7) == 7 && pwrite(fd, "\n", 1, ((off_t)4 << 30) + 6) == 1;
+	if (fd >= 0)
+		close(fd);
+	maildrop_init(&md);
+	if (r && (r = maildrop_open(&md, dir, err, sizeof(err))) == MD_OK)
+		r = maildrop_load(&md, err, sizeof(err));
+	else
+		r = -1;
+	CHECK(r == MD_OK && md.count == 1 && md.msgs[0].size == ((uint64_t)4 << 30) + 8,
+	    "big maildir: size %" PRIu64 " from W= (%d)", r == MD_OK && md.count == 1 ?
+	    md.msgs[0].size : 0, r);
+	if (r == MD_OK && md.count == 1) {
+		out = sent(&md, 0, 0, &n);
+		CHECK(n == 8 && memcmp(out, "S: x\r\n\r\n", 8) == 0, "big maildir: TOP 0 (%zu)", n);
+		free(out);
+	}
+	maildrop_close(&md);
+	unlink(path);
+}
+
 #ifdef HAVE_TLS
 /* The signer answers one request, with a signature the key's public half
  * verifies, and exits: a second request gets nothing. */
@@ -850,6 +1040,8 @@ main(void)
 	test_maildir_names();
 	test_fast_paths();
 	test_body_blocks();
+	test_lf64();
+	test_big();
 #ifdef HAVE_TLS
 	test_signer();
 #endif
