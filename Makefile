@@ -69,9 +69,9 @@ ALL_CFLAGS = -std=c11 $(WARNINGS) -D_FILE_OFFSET_BITS=64 $(CRYPT_CFLAGS) $(SD_CF
 LIBS = $(CRYPT_LIBS) $(SD_LIBS) $(TLS_LIBS)
 
 OBJS = pop3d.o monitor.o io.o auth.o privsep.o sandbox.o maildrop.o mbox.o maildir.o md5.o \
-	xxh3.o proxy.o $(TLS_OBJS)
+	xxh3.o proxy.o uidlsrc.o uidlmap.o $(TLS_OBJS)
 HDRS = config.h io.h auth.h privsep.h sandbox.h maildrop.h md5.h xxh3.h lfscan.h session.h proxy.h \
-	tls.h signer.h relay.h cryptlib.h
+	tls.h signer.h relay.h cryptlib.h uidlsrc.h uidlmap.h
 SRCS = $(OBJS:.o=.c)
 ASAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
@@ -84,7 +84,7 @@ pop3d: $(OBJS)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 LIBOBJS = io.o auth.o privsep.o sandbox.o maildrop.o mbox.o maildir.o md5.o xxh3.o proxy.o \
-	$(TLS_OBJS)
+	uidlsrc.o uidlmap.o $(TLS_OBJS)
 
 tests/unit: tests/unit.c $(LIBOBJS) $(HDRS)
 	$(CC) $(ALL_CFLAGS) -I. -o $@ tests/unit.c $(LIBOBJS) $(LIBS)
