@@ -116,7 +116,7 @@ demo: deps
 	sh scripts/demo.sh
 
 # libFuzzer harnesses (clang): make fuzz [FUZZ_TIME=seconds each]
-FUZZERS = session mbox maildir_name userfile proxy $(if $(TLS_OBJS),signer)
+FUZZERS = session mbox maildir_name userfile proxy uidlsrc $(if $(TLS_OBJS),signer)
 FUZZ_TIME ?= 60
 FUZZ_CC ?= clang
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
@@ -137,6 +137,9 @@ fuzz/signer: fuzz/signer.c signer.c sandbox.c $(HDRS)
 
 fuzz/proxy: fuzz/proxy.c proxy.c $(HDRS)
 	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/proxy.c
+
+fuzz/uidlsrc: fuzz/uidlsrc.c uidlsrc.c md5.c $(HDRS)
+	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/uidlsrc.c uidlsrc.c md5.c
 
 fuzz/userfile: fuzz/userfile.c auth.c sandbox.c md5.c $(HDRS)
 	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/userfile.c auth.c sandbox.c md5.c $(LIBS)
