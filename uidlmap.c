@@ -87,8 +87,11 @@ struct record {                         /* a record, read into um->str */
 struct uidmap {
 	char *str;                      /* values: P fields, records */
 	size_t len, cap;
-	int dovecot;                    /* the uidlist was read */
-	uint32_t uidvalidity;
+	int dovecot;                    /* the uidlist lists messages this session */
+	int dv_transient;               /* it could not be read now: try again later */
+	int shape;                      /* Dovecot's values are held (see held()) */
+	uint32_t uidvalidity;           /* its UIDVALIDITY (the recorded one) */
+	uint32_t next_uid;              /* above every UID it lists */
 	struct pval *pv;                /* by UID (the uidlist's order) */
 	size_t npv;
 	uint32_t *psort;                /* indexes of pv with a valid value, by value */
@@ -165,10 +168,12 @@ norm_path(const char *path, char *out, size_t len)
 	snprintf(out, len, "%.*s", (int)n, path);
 }
 
+/* Sources with a record: all three, where they apply. */
 static int
 recorded(const struct maildrop *md, int src)
 {
-	return src == SRC_XUIDL || (src == SRC_POPA3D && md->kind == KIND_MBOX);
+	return src == SRC_XUIDL || (src == SRC_POPA3D && md->kind == KIND_MBOX) ||
+	    (src == SRC_DOVECOT && md->kind == KIND_MAILDIR);
 }
 
 /* Is the message's value, held in a 16-hex-digit shape with this
@@ -560,60 +565,49 @@ dedupe(struct scan *sc, int src)
 	sc->n = n;
 }
 
-struct entry {
-	uint32_t key;                   /* own UIDL, in a scratch arena */
-	size_t f;                       /* its found value */
-};
-
 static int
-cmp_entry(const void *a, const void *b, void *arena)
+cmp_pair(const void *a, const void *b, void *keys)
 {
-	return strcmp((const char *)arena + ((const struct entry *)a)->key,
-	    (const char *)arena + ((const struct entry *)b)->key);
+	return strcmp(((const char *const *)keys)[*(const size_t *)a],
+	    ((const char *const *)keys)[*(const size_t *)b]);
 }
 
-/* The record's text for the values found, into um->str at *off. */
+/* A record's text, into um->str at *off: the n pairs keys[i], vals[i] (own
+ * UIDL and value, or what the source keeps), by key. */
 static int
-record_build(struct maildrop *md, struct uidmap *um, int src, const struct scan *sc,
-    size_t *off, size_t *len)
+record_build(const struct maildrop *md, struct uidmap *um, int src, const char *const *keys,
+    const char *const *vals, size_t n, size_t *off, size_t *len)
 {
-	struct uidmap scratch = { 0 };
-	struct entry *e = NULL;
-	char line[2 * UIDL_LEN + 8], own[UIDL_LEN], norm[MAX_PATH], hex[33];
+	char line[2 * UIDL_LEN + 8], norm[MAX_PATH], hex[33];
 	unsigned char sum[16];
-	size_t i;
+	size_t i, *order = NULL;
 	int r = -1;
 
 	norm_path(md->path, norm, sizeof(norm));
-	if (sc->n > 0 && (e = calloc(sc->n, sizeof(*e))) == NULL)
+	if (n > 0 && (order = calloc(n, sizeof(*order))) == NULL)
 		return -1;
-	for (i = 0; i < sc->n; i++) {
-		maildrop_own_uidl(md, sc->f[i].msg, own);
-		if (append(&scratch, own, strlen(own) + 1, &e[i].key) < 0)
-			goto out;
-		e[i].f = i;
-	}
-	qsort_r(e, sc->n, sizeof(*e), cmp_entry, scratch.str);
+	for (i = 0; i < n; i++)
+		order[i] = i;
+	qsort_r(order, n, sizeof(*order), cmp_pair, (void *)keys);
 	*off = um->len;
 	snprintf(line, sizeof(line), RECORD_MAGIC "\nsource %s\npath ", uidl_source_name(src));
 	if (append(um, line, strlen(line), NULL) < 0 || append(um, norm, strlen(norm), NULL) < 0 ||
 	    append(um, "\n", 1, NULL) < 0)
 		goto out;
-	for (i = 0; i < sc->n; i++) {
-		snprintf(line, sizeof(line), "%s %s\n", scratch.str + e[i].key, sc->f[e[i].f].value);
+	for (i = 0; i < n; i++) {
+		snprintf(line, sizeof(line), "%s %s\n", keys[order[i]], vals[order[i]]);
 		if (append(um, line, strlen(line), NULL) < 0)
 			goto out;
 	}
 	xxh3_128(um->str + *off, um->len - *off, sum);
 	md5_hex(sum, hex);
-	snprintf(line, sizeof(line), "end %zu %s\n", sc->n, hex);
+	snprintf(line, sizeof(line), "end %zu %s\n", n, hex);
 	if (append(um, line, strlen(line), NULL) < 0)
 		goto out;
 	*len = um->len - *off;
 	r = 0;
 out:
-	free(scratch.str);
-	free(e);
+	free(order);
 	return r;
 }
 
@@ -636,15 +630,46 @@ record_write(int fd, const char *p, size_t n)
 	return fsync(fd);
 }
 
-/* This session records the source: scan, then write. 0 with the record in
- * um->str; -1 when nothing may be honoured this session (logged). */
-static int
-record_make(struct maildrop *md, struct uidmap *um, struct record *r, int fd, size_t *off,
-    size_t *len)
+static void
+record_drop(struct record *r)
 {
+	free(r->keys);
+	free(r->vals);
+	r->keys = r->vals = NULL;
+	r->n = 0;
+}
+
+/* Write the record built at um->str[off, off + len) and index it. 0, or -1
+ * (logged): nothing of the source this session. A record that cannot be
+ * written is still used this session, and made again next time. */
+static int
+record_finish(const struct maildrop *md, struct uidmap *um, struct record *r, int fd,
+    size_t off, size_t len)
+{
+	const char *why;
+
+	if (record_write(fd, um->str + off, len) < 0)
+		syslog(LOG_ERR, "error %s: -U %s: cannot write its record: %m; used this "
+		    "session, made again next time", md->path, uidl_source_name(r->src));
+	if (record_parse(um, r, md, off, len, &why) < 0) {
+		syslog(LOG_ERR, "error %s: -U %s: %s", md->path, uidl_source_name(r->src), why);
+		record_drop(r);
+		return -1;
+	}
+	return 0;
+}
+
+/* This session records xuidl or popa3d: scan, then write. 0, or -1 when
+ * nothing may be honoured this session (logged). */
+static int
+record_make(struct maildrop *md, struct uidmap *um, struct record *r, int fd)
+{
+	struct uidmap scratch = { 0 };
 	struct scan sc = { 0 };
-	const char *refused = NULL, *why;
-	char err[512] = "";
+	const char *refused = NULL, **keys = NULL, **vals = NULL;
+	char err[512] = "", own[UIDL_LEN];
+	uint32_t *at = NULL;
+	size_t i, off, len;
 	int k;
 
 	k = r->src == SRC_XUIDL ? scan_xuidl(md, &sc, err, sizeof(err)) :
@@ -662,27 +687,44 @@ record_make(struct maildrop *md, struct uidmap *um, struct record *r, int fd, si
 		syslog(LOG_WARNING, "warning %s: -U popa3d: %s: no message keeps a popa3d UIDL",
 		    md->path, refused);
 	dedupe(&sc, r->src);
-	k = record_build(md, um, r->src, &sc, off, len);
+	k = -1;
+	if (sc.n > 0 && ((keys = calloc(sc.n, sizeof(*keys))) == NULL ||
+	    (vals = calloc(sc.n, sizeof(*vals))) == NULL || (at = calloc(sc.n, sizeof(*at))) == NULL))
+		goto out;
+	for (i = 0; i < sc.n; i++) {
+		maildrop_own_uidl(md, sc.f[i].msg, own);
+		if (append(&scratch, own, strlen(own) + 1, &at[i]) < 0)
+			goto out;
+		vals[i] = sc.f[i].value;
+	}
+	for (i = 0; i < sc.n; i++)
+		keys[i] = scratch.str + at[i];
+	k = record_build(md, um, r->src, keys, vals, sc.n, &off, &len);
+out:
+	free(scratch.str);
+	free(keys);
+	free(vals);
+	free(at);
 	free(sc.f);
 	if (k < 0) {
 		syslog(LOG_ERR, "error %s: -U %s: out of memory", md->path, uidl_source_name(r->src));
 		return -1;
 	}
-	if (record_write(fd, um->str + *off, *len) < 0)
-		syslog(LOG_ERR, "error %s: -U %s: cannot write its record: %m; honoured this "
-		    "session, recorded again next time", md->path, uidl_source_name(r->src));
-	if (record_parse(um, r, md, *off, *len, &why) < 0) {
-		syslog(LOG_ERR, "error %s: -U %s: %s", md->path, uidl_source_name(r->src), why);
+	if (record_finish(md, um, r, fd, off, len) < 0)
 		return -1;
-	}
 	syslog(LOG_INFO, "uidl record %s: %s: %zu message%s recorded", md->path,
 	    uidl_source_name(r->src), r->n, r->n == 1 ? "" : "s");
 	return 0;
 }
 
-/* The record of source k: read it, or make it. */
+enum { REC_VALID, REC_MAKE, REC_SKIP };
+
+/* Read the record of source k into um->str and index it: *state REC_VALID;
+ * REC_MAKE when there is none yet, or a torn or corrupt one (logged);
+ * REC_SKIP when it cannot be read (logged). MD_OK, or MD_TEMP. */
 static int
-record_load(struct maildrop *md, struct uidmap *um, int k, char *err, size_t errlen)
+record_read(const struct maildrop *md, struct uidmap *um, int k, int *state, char *err,
+    size_t errlen)
 {
 	struct record *r = &um->rec[k];
 	struct stat st;
@@ -691,6 +733,7 @@ record_load(struct maildrop *md, struct uidmap *um, int k, char *err, size_t err
 	int fd = md->recfd[k];
 
 	r->src = md->sources[k];
+	*state = REC_SKIP;
 	if (fd < 0)
 		return MD_OK;
 	if (fstat(fd, &st) < 0) {
@@ -698,24 +741,28 @@ record_load(struct maildrop *md, struct uidmap *um, int k, char *err, size_t err
 		    md->path, uidl_source_name(r->src));
 		return MD_OK;
 	}
+	*state = REC_MAKE;
 	if (st.st_size > 0 && (unsigned long long)st.st_size <= UIDL_RECORD_MAX) {
 		len = (size_t)st.st_size;
-		if (reserve(um, len) < 0)
-			goto nomem;
+		if (reserve(um, len) < 0) {
+			snprintf(err, errlen, "%s: -U %s: out of memory", md->path,
+			    uidl_source_name(r->src));
+			return MD_TEMP;
+		}
 		if (pread_full(fd, um->str + off, len, 0, &got) < 0) {
 			syslog(LOG_WARNING, "warning %s: -U %s: reading its record: %m: not used "
 			    "this session", md->path, uidl_source_name(r->src));
+			*state = REC_SKIP;
 			return MD_OK;
 		}
 		um->len += got;
-		if (got == len && record_parse(um, r, md, off, got, &why) == 0)
+		if (got == len && record_parse(um, r, md, off, got, &why) == 0) {
+			*state = REC_VALID;
 			return MD_OK;
+		}
 		if (got != len)
 			why = "shorter than its size";
-		free(r->keys);
-		free(r->vals);
-		r->keys = r->vals = NULL;
-		r->n = 0;
+		record_drop(r);
 		um->len = off;
 	} else if (st.st_size > 0) {
 		why = "too large";
@@ -723,16 +770,19 @@ record_load(struct maildrop *md, struct uidmap *um, int k, char *err, size_t err
 	if (why != NULL)
 		syslog(LOG_WARNING, "warning %s: -U %s: its record is %s: recording again",
 		    md->path, uidl_source_name(r->src), why);
-	if (record_make(md, um, r, fd, &off, &len) < 0) {
-		free(r->keys);
-		free(r->vals);
-		r->keys = r->vals = NULL;
-		r->n = 0;
-	}
 	return MD_OK;
-nomem:
-	snprintf(err, errlen, "%s: -U %s: out of memory", md->path, uidl_source_name(r->src));
-	return MD_TEMP;
+}
+
+/* The record of xuidl or popa3d: read it, or make it. */
+static int
+record_load(struct maildrop *md, struct uidmap *um, int k, char *err, size_t errlen)
+{
+	int state, r;
+
+	if ((r = record_read(md, um, k, &state, err, errlen)) != MD_OK || state != REC_MAKE)
+		return r;
+	(void)record_make(md, um, &um->rec[k], md->recfd[k]);
+	return MD_OK;
 }
 
 /* ---- dovecot-uidlist ---- */
@@ -928,7 +978,7 @@ uidlist_read(struct reader *rd, int fd, const char **why)
 		while (n < 0 && errno == EINTR);
 		if (n < 0) {
 			*why = strerror(errno);
-			r = -1;
+			r = -3;         /* a read error: not the file's fault */
 			break;
 		}
 		if (n == 0)
@@ -1032,10 +1082,10 @@ dovecot_read(struct maildrop *md, struct uidmap *um, char *err, size_t errlen)
 	int fd, r;
 
 	fd = openat(md->fd, UIDLIST_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0)
-		why = errno == ENOENT ? "missing" : strerror(errno);
-	else if (fstat(fd, &st) < 0)
-		why = strerror(errno);
+	if (fd < 0 && (errno == ENOENT || errno == ELOOP))
+		why = errno == ENOENT ? "missing" : "a symbolic link";
+	else if (fd < 0 || fstat(fd, &st) < 0)
+		why = strerror(errno), um->dv_transient = 1;
 	else if (!S_ISREG(st.st_mode))
 		why = "not a regular file";
 	else if (st.st_uid != md->owner)
@@ -1059,7 +1109,8 @@ dovecot_read(struct maildrop *md, struct uidmap *um, char *err, size_t errlen)
 	free(rd.x.slot);
 	if (r == -2)
 		goto nomem;
-	if (r < 0) {
+	if (r < 0) {            /* -1 malformed, -3 unreadable */
+		um->dv_transient = r == -3;
 		syslog(LOG_WARNING, "warning %s/%s: %s (line %lu): ignored, -U dovecot gives no "
 		    "message a Dovecot UIDL", md->path, UIDLIST_NAME, why, rd.lines);
 		unlist(md);
@@ -1072,6 +1123,8 @@ dovecot_read(struct maildrop *md, struct uidmap *um, char *err, size_t errlen)
 	}
 	um->dovecot = 1;
 	um->uidvalidity = rd.l.uidvalidity;
+	/* (Dovecot appends records without updating the header's next UID) */
+	um->next_uid = rd.l.next_uid > rd.l.prev_uid ? rd.l.next_uid : rd.l.prev_uid + 1;
 	if (pvals_check(um) < 0)
 		goto nomem;
 	return MD_OK;
@@ -1174,6 +1227,99 @@ dovecot_order(struct maildrop *md, struct uidmap *um)
 		qsort_r(md->msgs, md->count, sizeof(md->msgs[0]), cmp_order, um);
 }
 
+/* Messages with a UID from next on were numbered by Dovecot after pop3d's
+ * first session: no client saw their Dovecot UIDL. */
+static void
+unlist_from(struct maildrop *md, uint32_t next)
+{
+	size_t i;
+
+	for (i = 0; i < md->count; i++)
+		if ((md->msgs[i].src & SRCF_LISTED) && md->msgs[i].alt >= next)
+			md->msgs[i].src = 0;
+}
+
+static int
+number32(const char *s, uint32_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v == 0 || v > UINT32_MAX)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+/* -U dovecot. Its record, made by pop3d's first session with it, keeps the
+ * uidlist's UIDVALIDITY and next UID of then (or nothing, when there was no
+ * usable uidlist): later sessions list only the messages Dovecot had
+ * numbered by then, so a message pop3d once named by its own UIDL never
+ * takes a Dovecot UIDL later, when Dovecot (IMAP, its LDA) goes on running
+ * and numbers it. */
+static int
+dovecot_load(struct maildrop *md, struct uidmap *um, int k, char *err, size_t errlen)
+{
+	struct record *rec = &um->rec[k];
+	char vbuf[16], nbuf[16];
+	const char *keys[2] = { "next", "uidvalidity" }, *vals[2] = { nbuf, vbuf };
+	uint32_t v, n;
+	size_t off, len;
+	int state, r;
+
+	if ((r = record_read(md, um, k, &state, err, errlen)) != MD_OK || state == REC_SKIP)
+		return r;
+	if (state == REC_VALID) {
+		if (number32(record_lookup(um, rec, "uidvalidity"), &v) < 0 ||
+		    number32(record_lookup(um, rec, "next"), &n) < 0)
+			return MD_OK;   /* pop3d's first session had no uidlist */
+		if (md->fd >= 0 && (r = dovecot_read(md, um, err, errlen)) != MD_OK)
+			return r;
+		if (um->dovecot && um->uidvalidity != v) {
+			syslog(LOG_WARNING, "warning %s/%s: UIDVALIDITY %" PRIu32 ", not the %" PRIu32
+			    " of pop3d's first session: -U dovecot gives no message a Dovecot UIDL",
+			    md->path, UIDLIST_NAME, um->uidvalidity, v);
+			unlist(md);
+			um->dovecot = 0;
+		} else if (um->dovecot) {
+			unlist_from(md, n);
+		}
+		um->uidvalidity = v;
+		um->shape = 1;
+	} else {
+		if (md->fd >= 0 && (r = dovecot_read(md, um, err, errlen)) != MD_OK)
+			return r;
+		if (um->dv_transient)
+			return MD_OK;   /* recorded by a session that can read it */
+		snprintf(vbuf, sizeof(vbuf), "%" PRIu32, um->uidvalidity);
+		snprintf(nbuf, sizeof(nbuf), "%" PRIu32, um->next_uid);
+		if (record_build(md, um, SRC_DOVECOT, keys, vals, um->dovecot ? 2 : 0, &off,
+		    &len) < 0) {
+			snprintf(err, errlen, "%s: -U dovecot: out of memory", md->path);
+			return MD_TEMP;
+		}
+		if (record_finish(md, um, rec, md->recfd[k], off, len) < 0) {
+			unlist(md);
+			um->dovecot = 0;
+			return MD_OK;
+		}
+		if (um->dovecot)
+			syslog(LOG_INFO, "uidl record %s: dovecot: UIDVALIDITY %s, UIDs below %s",
+			    md->path, vbuf, nbuf);
+		else
+			syslog(LOG_INFO, "uidl record %s: dovecot: no usable dovecot-uidlist, no "
+			    "Dovecot UIDLs", md->path);
+		um->shape = um->dovecot;
+	}
+	if (um->dovecot)
+		dovecot_order(md, um);
+	return MD_OK;
+}
+
 /* ---- who gets which UIDL ---- */
 
 /* Does a source before the k-th of -U hold v, for any message? */
@@ -1184,7 +1330,7 @@ held(const struct maildrop *md, const struct uidmap *um, const char *v, int k)
 
 	for (j = 0; j < k; j++) {
 		if (md->sources[j] == SRC_DOVECOT) {
-			if (um->dovecot && (dovecot_shaped(um, v) || pval_held(um, v)))
+			if (um->shape && (dovecot_shaped(um, v) || pval_held(um, v)))
 				return 1;
 		} else if (um->rec[j].n > 0 && record_holds(um, &um->rec[j], v)) {
 			return 1;
@@ -1302,13 +1448,12 @@ uidlmap_load(struct maildrop *md, char *err, size_t errlen)
 	}
 	md->um = um;
 	for (k = 0; k < md->nsources; k++)
-		if (md->sources[k] == SRC_DOVECOT && md->kind == KIND_MAILDIR && md->fd >= 0 &&
-		    (r = dovecot_read(md, um, err, errlen)) != MD_OK)
+		if (md->sources[k] == SRC_DOVECOT && recorded(md, SRC_DOVECOT) &&
+		    (r = dovecot_load(md, um, k, err, errlen)) != MD_OK)
 			return r;
-	if (um->dovecot)
-		dovecot_order(md, um);
 	for (k = 0; k < md->nsources; k++)
-		if (recorded(md, md->sources[k]) && (r = record_load(md, um, k, err, errlen)) != MD_OK)
+		if (md->sources[k] != SRC_DOVECOT && recorded(md, md->sources[k]) &&
+		    (r = record_load(md, um, k, err, errlen)) != MD_OK)
 			return r;
 	choose(md, um);
 	return MD_OK;
@@ -1401,7 +1546,7 @@ uidlmap_gc(int dirfd, const char *name)
 	int fd, r, drop = 0;
 
 	if (n < 34 || strspn(name, "0123456789abcdef") != 32 || name[32] != '.' ||
-	    (strcmp(src, "xuidl") != 0 && strcmp(src, "popa3d") != 0))
+	    (strcmp(src, "xuidl") != 0 && strcmp(src, "popa3d") != 0 && strcmp(src, "dovecot") != 0))
 		return 0;
 	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)

@@ -480,7 +480,7 @@ class Base(R.Base):
 
     def records(self, suffix=None):
         return sorted(n for n in os.listdir(self.e.lockdir)
-                      if re.match(r"^[0-9a-f]{32}\.(xuidl|popa3d)$", n) and
+                      if re.match(r"^[0-9a-f]{32}\.(xuidl|popa3d|dovecot)$", n) and
                       (suffix is None or n.endswith("." + suffix)))
 
     def need_root(self, what):
@@ -565,6 +565,11 @@ class DovecotList(Base):
     def own(self):
         return [(i, n) for i, n in enumerate(self.NAMES, 1)]
 
+    def forget(self):
+        """Remove the record of pop3d's first -U dovecot session."""
+        for r in self.records("dovecot"):
+            os.unlink(os.path.join(self.e.lockdir, r))
+
     def test_version_3(self):
         self.uidlist("3 V1796669846 N5 G0539671d9601176be941000083ecc375\n"
                      "1 W170 :%s\n2 W170 :%s\n3 W170 :%s\n4 W170 :%s\n" % tuple(self.NAMES))
@@ -609,6 +614,7 @@ class DovecotList(Base):
         }
         for why, text in cases.items():
             with self.subTest(why=why):
+                self.forget()
                 p = os.path.join(self.box.root, "dovecot-uidlist")
                 if os.path.exists(p):
                     os.unlink(p)
@@ -628,6 +634,7 @@ class DovecotList(Base):
             got, log = self.pop3d("dovecot")
             self.assertEqual(got, self.own())
             self.assertIn("not the user's file", log)
+        self.forget()
         real = os.path.join(self.e.dir, "elsewhere")
         os.rename(p, real)
         os.symlink(real, p)
@@ -674,6 +681,49 @@ class DovecotList(Base):
         self.assertEqual([u for _, u in first], ["000000%02d00000005" % i for i in range(1, 5)])
         again, _ = self.pop3d("dovecot")
         self.assertEqual([u for _, u in again], [u for n, u in first if n != 2])
+
+    def test_uids_dovecot_gives_later_do_not_count(self):
+        """pop3d's first session records the uidlist's UIDVALIDITY and next
+        UID: a file Dovecot (its IMAP server, its LDA) numbers afterwards
+        keeps the own UIDL pop3d gave it, and a uidlist rebuilt with
+        another UIDVALIDITY is not used."""
+        p = self.uidlist("3 V5 N4\n1 :%s\n2 :%s\n3 :%s\n" % tuple(self.NAMES[:3]))
+        got, log = self.pop3d("dovecot")
+        self.assertIn("uidl record %s: dovecot: UIDVALIDITY 5, UIDs below 4" % self.box.root, log)
+        self.assertEqual(got[3], (4, self.NAMES[3]))
+        [rec] = self.records("dovecot")
+        st = os.stat(os.path.join(self.e.lockdir, rec))
+        self.assertEqual(st.st_mode & 0o777, 0o600)
+        with open(p, "a") as f:
+            f.write("4 :%s\n" % self.NAMES[3])     # appended, as Dovecot does
+        got2, log = self.pop3d("dovecot")
+        self.assertEqual(got2, got)
+        self.uidlist("3 V6 N5\n1 :%s\n2 :%s\n3 :%s\n4 :%s\n" % tuple(self.NAMES))
+        got3, log = self.pop3d("dovecot")
+        self.assertEqual(got3, self.own())
+        self.assertIn("UIDVALIDITY 6, not the 5 of pop3d's first session", log)
+        self.assertIn("displaced=0", log)
+
+    def test_no_uidlist_at_the_first_session(self):
+        got, log = self.pop3d("dovecot")
+        self.assertEqual(got, self.own())
+        self.assertIn("no usable dovecot-uidlist", log)
+        self.uidlist("3 V5 N9\n1 :%s\n" % self.NAMES[0])
+        got, log = self.pop3d("dovecot")
+        self.assertEqual(got, self.own())
+        self.assertNotIn("dovecot-uidlist:", log)
+
+    def test_unreadable_uidlist_is_recorded_later(self):
+        p = self.uidlist("3 V5 N9\n1 :%s\n2 :%s\n3 :%s\n4 :%s\n" % tuple(self.NAMES))
+        os.chmod(p, 0)
+        got, log = self.pop3d("dovecot")
+        self.assertEqual(got, self.own())
+        self.assertIn("Permission denied", log)
+        self.assertNotIn("uidl record", log)
+        os.chmod(p, 0o600)
+        got, log = self.pop3d("dovecot")
+        self.assertEqual(got[0], (1, "0000000100000005"))
+        self.assertIn("UIDs below 9", log)
 
     def test_mbox_users_are_not_affected(self):
         data = mbox_of(hdr_msgs(2, b"m"))
@@ -835,6 +885,8 @@ class Records(Base):
         torn = os.path.join(self.e.lockdir, "0123456789abcdef0123456789abcdef.popa3d")
         with open(torn, "w") as f:
             f.write("pop3d uidl record 1\nsource popa3d\npath /x\n")
+        torn2 = os.path.join(self.e.lockdir, "0123456789abcdef0123456789abcdef.dovecot")
+        open(torn2, "w").close()
         stamp = os.path.join(self.e.lockdir, "gc.stamp")
         os.utime(stamp, (old, old))
         got, log = self.pop3d("xuidl")
@@ -844,6 +896,7 @@ class Records(Base):
         self.assertIn(recent_rec, left, "a record of a gone maildrop, used lately")
         self.assertNotIn(gone_rec, left, "a record of a maildrop gone for 40 days")
         self.assertNotIn(os.path.basename(torn), left, "a torn record")
+        self.assertNotIn(os.path.basename(torn2), left, "an empty record")
         self.assertIn("uidl record %s: xuidl: dropped" % gone, log)
 
     def test_record_held_for_the_session(self):
