@@ -84,7 +84,7 @@
 
 /* UIDLs taken over from other servers (-U; uidlsrc.c, uidlmap.c). */
 #define UIDL_SOURCES_MAX 3                      /* entries of the -U list: dovecot, xuidl, popa3d */
-#define DOVECOT_UIDLIST_MAX (256ULL << 20)      /* octets of a dovecot-uidlist read, at most */
+#define DOVECOT_UIDLIST_MAX (128ULL << 20)      /* octets of a dovecot-uidlist read, at most */
 #define DOVECOT_LINE_MAX 4096                   /* octets of one of its lines, LF included */
 #define HEADER_SCAN_MAX (1 << 20)               /* header octets searched for X-UIDL, a message */
 #define HEADER_LINE_MAX 1024                    /* octets of a header line looked at: a longer

@@ -3,12 +3,14 @@
 is opened (issue 15: within 20% of the time and memory of pop3d without it).
 
     bench/uidl100k.py setup [--n 100000]          # as root: the Maildir, then Dovecot's uidlist
-    bench/uidl100k.py run [--runs 7] [BIN [-- ARGS]]...
+    bench/uidl100k.py run [--runs 7] [--maildir Maildir|Maildir-w] [BIN [-- ARGS]]...
 
-setup writes DIR/Maildir like bench.py's maildir-100k (the same names and
-sizes: <t>.M<i>P7.bench:2,S in cur/, owned by uid 4242) and serves it once
-with Dovecot (a private configuration, mail_location maildir:DIR/Maildir, so
-its dovecot-uidlist lands in the Maildir, where -U dovecot reads it).
+setup writes DIR/Maildir like bench.py's maildir-100k (<t>.M<i>P7.bench:2,S
+in cur/, sizes counted from the files, owned by uid 4242) and DIR/Maildir-w
+like its maildir-100k-w (the same files, hard links named with Dovecot's
+,S= and ,W=: three system calls a file), and serves each once with Dovecot
+(a private configuration, mail_location maildir:DIR/..., so its
+dovecot-uidlist lands in the Maildir, where -U dovecot reads it).
 
 run times each server binary (default: ./pop3d, then ./pop3d -U dovecot)
 over pipes, as bench.py's STAT row does: from PASS to the +OK of the login
@@ -56,8 +58,10 @@ def setup(n):
     if os.path.exists(DIR):
         shutil.rmtree(DIR)
     md = os.path.join(DIR, "Maildir")
+    mdw = os.path.join(DIR, "Maildir-w")
     for sub in ("cur", "new", "tmp"):
         os.makedirs(os.path.join(md, sub))
+        os.makedirs(os.path.join(mdw, sub))
     rng = random.Random(SEED + 2)
     small = [words(rng, int(rng.uniform(800, 6000))) for _ in range(997)]
     for i in range(n):
@@ -65,16 +69,21 @@ def setup(n):
                 b"From: sender%d@example.org\nTo: bench@example.net\n"
                 b"Subject: benchmark message %d\nMessage-ID: <%d.bench@example.org>\n\n"
                 % (i, i % 97, i, i))
-        with open(os.path.join(md, "cur", "%d.M%dP%d.bench:2,S" % (1700000000 + i, i, SEED)),
-                  "wb") as f:
-            f.write(head + small[i % 997])
+        data = head + small[i % 997]
+        base = "%d.M%dP%d.bench" % (1700000000 + i, i, SEED)
+        with open(os.path.join(md, "cur", base + ":2,S"), "wb") as f:
+            f.write(data)
+        # the same file under Dovecot's own names (,S= and ,W=), as bench.py's maildir-100k-w
+        os.link(os.path.join(md, "cur", base + ":2,S"), os.path.join(
+            mdw, "cur", "%s,S=%d,W=%d:2,S" % (base, len(data), len(data) + data.count(b"\n"))))
     for dp, dn, fn in os.walk(DIR):
         os.chown(dp, UID, GID)
         for f in fn:
             os.chown(os.path.join(dp, f), UID, GID)
-    dovecot_once(md)
-    print("setup: %d messages in %s; %s" % (n, md, "dovecot-uidlist written"
-          if os.path.exists(os.path.join(md, "dovecot-uidlist")) else "NO dovecot-uidlist"))
+    for d in (md, mdw):
+        dovecot_once(d)
+        print("setup: %d messages in %s; %s" % (n, d, "dovecot-uidlist written"
+              if os.path.exists(os.path.join(d, "dovecot-uidlist")) else "NO dovecot-uidlist"))
 
 
 def dovecot_once(md):
@@ -142,13 +151,14 @@ def one_run(argv, users, locks):
     return secs, rss, st, cpu
 
 
-def run(configs, runs):
+def run(configs, runs, maildir):
     users = os.path.join(DIR, "users")
     locks = os.path.join(DIR, "locks")
     os.makedirs(locks, mode=0o700, exist_ok=True)
     with open(users, "w") as f:
-        f.write("bench:{PLAIN}%s:%d:%d::%s/Maildir/\n" % (PW, UID, GID, DIR))
+        f.write("bench:{PLAIN}%s:%d:%d::%s/%s/\n" % (PW, UID, GID, DIR, maildir))
     os.chmod(users, 0o600)
+    print("%s/%s:" % (DIR, maildir))
     res = {i: [] for i in range(len(configs))}
     for i, c in enumerate(configs):            # one warm-up each (page cache, dentries)
         one_run(c, users, locks)
@@ -174,10 +184,13 @@ def main():
         n = int(args[2]) if len(args) > 2 and args[1] == "--n" else 100000
         setup(n)
         return 0
-    runs = 7
+    runs, maildirs = 7, ["Maildir", "Maildir-w"]
     rest = args[1:]
-    if rest[:1] == ["--runs"]:
-        runs = int(rest[1])
+    while rest[:1] in (["--runs"], ["--maildir"]):
+        if rest[0] == "--runs":
+            runs = int(rest[1])
+        else:
+            maildirs = [rest[1]]
         rest = rest[2:]
     configs, cur = [], None
     for a in rest:
@@ -194,7 +207,8 @@ def main():
             configs.append(cur)
     if not configs:
         configs = [[os.path.join(REPO, "pop3d")], [os.path.join(REPO, "pop3d"), "-U", "dovecot"]]
-    run(configs, runs)
+    for m in maildirs:
+        run(configs, runs, m)
     return 0
 
 
