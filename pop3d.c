@@ -885,7 +885,7 @@ usage(FILE *f)
 	    "  -f file     user file (default %s)\n"
 	    "  -g group    the group dotlocks are made with in the spool\n"
 	    "  -k file     TLS private key, PEM (with -c)\n"
-	    "  -l dir      state directory: session locks, mbox update journals (default %s)\n"
+	    "  -l dir      state directory: session locks, mbox journals, -U records (default %s)\n"
 	    "  -n          no dotlocks (<mbox>.lock); fcntl locks only\n"
 	    "  -p          allow logins without TLS although TLS is configured\n"
 	    "  -P list     trusted proxies (addresses, CIDR prefixes): every connection\n"
