@@ -8,7 +8,9 @@
  *    login: a P field's value, else "%08x%08x" of the UID and UIDVALIDITY
  *    (Dovecot's default pop3_uidl_format %08Xu%08Xv). Messages are listed in
  *    Dovecot's order: O fields first, then by UID, then the files it did not
- *    list, in pop3d's own order.
+ *    list, in pop3d's own order. The first session with it records the
+ *    list's UIDVALIDITY and next UID; later ones take only UIDs of that
+ *    UIDVALIDITY below that next UID (see dovecot_load).
  *  - xuidl (mbox, Maildir) and popa3d (mbox): recorded. The first session
  *    with the source reads the value of every message then in the maildrop
  *    (the header's first X-UIDL field; popa3d's MD5) and writes them to a
@@ -25,8 +27,9 @@
  * message no source names is replaced ("displaced") when any source holds
  * it, by the MD5 of "<own UIDL>:<k>", k = 1, 2, ... the first not held.
  * What a source holds does not depend on which messages are there (the
- * records are frozen, the uidlist is Dovecot's), so no message's UIDL
- * changes when others are deleted or delivered.
+ * records are frozen, the uidlist is Dovecot's and only its UIDs below the
+ * recorded next UID count), so no message's UIDL changes when others are
+ * deleted or delivered.
  *
  * A record: <statedir>/<md5 of "pop3d-uidl-record:<path>">.<source>, root's,
  * 0600, made and locked (flock) by root before the switch to the user and
@@ -62,7 +65,6 @@
 #define RECORD_MAGIC "pop3d uidl record 1"
 
 /* msg.src: the source (SRC_*) in the low bits, and what alt holds. */
-#define SRC_MASK 0x07
 #define SRCF_STR 0x08                   /* alt: a value's offset in um->str */
 #define SRCF_DISPLACED 0x10             /* alt: k of a displaced own UIDL */
 #define SRCF_LISTED 0x20                /* (while loading) in the uidlist, alt its UID */
@@ -304,11 +306,14 @@ record_parse(struct uidmap *um, struct record *r, const struct maildrop *md, siz
 	if ((size_t)(lf - p) != strlen(tail) || memcmp(p, tail, strlen(tail)) != 0 || lf + 1 != end)
 		return *why = "torn (a bad end line)", -1;
 	r->n = n;
+	if (r->src == SRC_DOVECOT)
+		return 0;               /* (no values: its UIDVALIDITY and next UID) */
 	if (n > 0 && (r->vals = calloc(n, sizeof(*r->vals))) == NULL)
 		return *why = "out of memory", -1;
 	if (n > 0)
 		memcpy(r->vals, r->keys, n * sizeof(*r->vals));
-	qsort_r(r->vals, n, sizeof(*r->vals), cmp_val, um->str);
+	if (n > 1)
+		qsort_r(r->vals, n, sizeof(*r->vals), cmp_val, um->str);
 	for (i = 1; i < n; i++)
 		if (cmp_val(&r->vals[i - 1], &r->vals[i], um->str) == 0)
 			return *why = "a value twice", -1;
@@ -424,7 +429,7 @@ scan_header(int fd, off_t off, off_t end, struct xuidl *x)
 		off += (off_t)got;
 		seen += got;
 	}
-	if (linelen > 0)
+	if (linelen > 0 && seen < HEADER_SCAN_MAX)
 		(void)xuidl_line(x, head, nhead, linelen);      /* a last line without LF */
 	return 0;
 }
@@ -555,7 +560,8 @@ dedupe(struct scan *sc, int src)
 {
 	size_t i, j, n = 0;
 
-	qsort(sc->f, sc->n, sizeof(*sc->f), cmp_found_value);
+	if (sc->n > 1)
+		qsort(sc->f, sc->n, sizeof(*sc->f), cmp_found_value);
 	for (i = 0; i < sc->n; i = j) {
 		for (j = i + 1; j < sc->n && strcmp(sc->f[j].value, sc->f[i].value) == 0; j++)
 			;
@@ -588,7 +594,8 @@ record_build(const struct maildrop *md, struct uidmap *um, int src, const char *
 		return -1;
 	for (i = 0; i < n; i++)
 		order[i] = i;
-	qsort_r(order, n, sizeof(*order), cmp_pair, (void *)keys);
+	if (n > 1)
+		qsort_r(order, n, sizeof(*order), cmp_pair, (void *)keys);
 	*off = um->len;
 	snprintf(line, sizeof(line), RECORD_MAGIC "\nsource %s\npath ", uidl_source_name(src));
 	if (append(um, line, strlen(line), NULL) < 0 || append(um, norm, strlen(norm), NULL) < 0 ||

@@ -704,6 +704,16 @@ class DovecotList(Base):
         self.assertIn("UIDVALIDITY 6, not the 5 of pop3d's first session", log)
         self.assertIn("displaced=0", log)
 
+    def test_record_made_once(self):
+        """(Even when the UIDVALIDITY and the next UID are the same number.)"""
+        self.uidlist("3 V5 N5\n1 :%s\n2 :%s\n3 :%s\n4 :%s\n" % tuple(self.NAMES))
+        got, log = self.pop3d("dovecot")
+        self.assertIn("UIDVALIDITY 5, UIDs below 5", log)
+        got2, log = self.pop3d("dovecot")
+        self.assertEqual(got2, got)
+        self.assertNotIn("uidl record", log)
+        self.assertNotIn("recording again", log)
+
     def test_no_uidlist_at_the_first_session(self):
         got, log = self.pop3d("dovecot")
         self.assertEqual(got, self.own())
