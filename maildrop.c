@@ -16,7 +16,9 @@
  * state directory's clean-up (state_gc) removes those no journal needs, so
  * they do not pile up as mboxes come and go. A Maildir's lock is maildir.c's
  * pop3d.lock inside it, taken as the user. Either way the kernel drops the
- * lock when the process dies.
+ * lock when the process dies. With -U, maildrop_lock also opens the records
+ * of its sources in the state directory for either kind (uidlmap.c), and
+ * maildrop_load applies them.
  */
 #define _GNU_SOURCE
 #include <dirent.h>

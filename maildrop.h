@@ -78,10 +78,12 @@ void maildrop_init(struct maildrop *);
  * regular file with one link. Either must belong to the effective uid. */
 int maildrop_open(struct maildrop *, const char *path, char *err, size_t errlen);
 /* As root: for an mbox, take the session lock in lockdir, keyed by the file
- * maildrop_open opened; the lock directory is root's. */
+ * maildrop_open opened; with -U, open and lock the records of its sources
+ * there too (uidlmap.c); the lock directory is root's. */
 int maildrop_lock(struct maildrop *, const char *lockdir, char *err, size_t errlen);
 /* As the user for good: recover an interrupted update, then scan the
- * maildrop (a Maildir takes its session lock here, inside itself). */
+ * maildrop (a Maildir takes its session lock here, inside itself), then,
+ * with -U, find the UIDLs its sources give (uidlmap.c). */
 int maildrop_load(struct maildrop *, char *err, size_t errlen);
 /* The UIDL of message i (0-based): from a -U source, else pop3d's own. */
 void maildrop_uidl(const struct maildrop *, size_t i, char out[UIDL_LEN]);
