@@ -36,9 +36,10 @@ PKGS="$PKGS nginx-light libnginx-mod-mail haproxy"
 # pop3d and popa3d are not installed: their .debs are fetched with
 # `apt-get download` and unpacked into $PEERS (unpack_peers below), because
 # Debian's popa3d conflicts with dovecot-pop3d and mailutils-pop3d would
-# enable a POP3 daemon on port 110; libmailutils9 and libmu-dbm9 are what the
-# unpacked mailutils pop3d links against.
-PKGS="$PKGS dovecot-core dovecot-pop3d libmailutils9 libmu-dbm9"
+# enable a POP3 daemon on port 110; libmailutils9, libmu-dbm9, libnsl2 and
+# libwrap0 (with what they pull in) are what the unpacked mailutils pop3d
+# links against.
+PKGS="$PKGS dovecot-core dovecot-pop3d libmailutils9 libmu-dbm9 libnsl2 libwrap0"
 PEERS_UNPACKED="popa3d mailutils-pop3d"
 
 # Small hosts (issue 14): musl-tools (the static musl build check),
