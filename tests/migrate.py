@@ -37,9 +37,7 @@ reads and the servers it starts are removed or stopped after each test.
 import sys
 sys.dont_write_bytecode = True
 
-import argparse
 import fcntl
-import fnmatch
 import grp
 import hashlib
 import os
@@ -51,7 +49,6 @@ import shutil
 import signal
 import subprocess
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -1378,36 +1375,7 @@ class Clients(Base):
 # ====================================================================== runner
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-k", action="append", default=[], metavar="PATTERN")
-    ap.add_argument("-l", "--list", action="store_true")
-    opts = ap.parse_args()
-    signal.signal(signal.SIGALRM, R.on_alarm)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    tests = list(R.iter_tests(unittest.TestLoader().loadTestsFromModule(sys.modules[__name__])))
-    if opts.k:
-        def match(t):
-            n = R.test_name(t)
-            return any(p.lower() in n.lower() or fnmatch.fnmatch(n, p) for p in opts.k)
-        tests = [t for t in tests if match(t)]
-    if opts.list:
-        for t in tests:
-            print(R.test_name(t))
-        return 0
-    print("# pop3d migration tests (-U): %s (%s, uid %d)"
-          % (POP3D, "root" if IS_ROOT else "unprivileged", os.getuid()))
-    res = R.Result()
-    t0 = time.monotonic()
-    for t in tests:
-        try:
-            t.run(res)
-        except R.TestTimeout:
-            signal.alarm(0)
-            try:
-                t.doCleanups()
-            except Exception:
-                pass
-    return res.summary(time.monotonic() - t0)
+    return R.suite_main(sys.modules[__name__], "pop3d migration tests (-U)")
 
 
 if __name__ == "__main__":
