@@ -69,9 +69,9 @@ ALL_CFLAGS = -std=c11 $(WARNINGS) -D_FILE_OFFSET_BITS=64 $(CRYPT_CFLAGS) $(SD_CF
 LIBS = $(CRYPT_LIBS) $(SD_LIBS) $(TLS_LIBS)
 
 OBJS = pop3d.o monitor.o io.o auth.o privsep.o sandbox.o maildrop.o mbox.o maildir.o md5.o \
-	xxh3.o proxy.o $(TLS_OBJS)
+	xxh3.o proxy.o uidlsrc.o uidlmap.o $(TLS_OBJS)
 HDRS = config.h io.h auth.h privsep.h sandbox.h maildrop.h md5.h xxh3.h lfscan.h session.h proxy.h \
-	tls.h signer.h relay.h cryptlib.h
+	tls.h signer.h relay.h cryptlib.h uidlsrc.h uidlmap.h
 SRCS = $(OBJS:.o=.c)
 ASAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
@@ -84,7 +84,7 @@ pop3d: $(OBJS)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 LIBOBJS = io.o auth.o privsep.o sandbox.o maildrop.o mbox.o maildir.o md5.o xxh3.o proxy.o \
-	$(TLS_OBJS)
+	uidlsrc.o uidlmap.o $(TLS_OBJS)
 
 tests/unit: tests/unit.c $(LIBOBJS) $(HDRS)
 	$(CC) $(ALL_CFLAGS) -I. -o $@ tests/unit.c $(LIBOBJS) $(LIBS)
@@ -116,7 +116,7 @@ demo: deps
 	sh scripts/demo.sh
 
 # libFuzzer harnesses (clang): make fuzz [FUZZ_TIME=seconds each]
-FUZZERS = session mbox maildir_name userfile proxy $(if $(TLS_OBJS),signer)
+FUZZERS = session mbox maildir_name userfile proxy uidlsrc $(if $(TLS_OBJS),signer)
 FUZZ_TIME ?= 60
 FUZZ_CC ?= clang
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
@@ -137,6 +137,9 @@ fuzz/signer: fuzz/signer.c signer.c sandbox.c $(HDRS)
 
 fuzz/proxy: fuzz/proxy.c proxy.c $(HDRS)
 	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/proxy.c
+
+fuzz/uidlsrc: fuzz/uidlsrc.c uidlsrc.c md5.c $(HDRS)
+	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/uidlsrc.c uidlsrc.c md5.c
 
 fuzz/userfile: fuzz/userfile.c auth.c sandbox.c md5.c $(HDRS)
 	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/userfile.c auth.c sandbox.c md5.c $(LIBS)

@@ -82,4 +82,22 @@
 #define RESCUE_MAX 4                            /* rescue files kept for one mbox, at most */
 #define UIDL_LEN 72                             /* a 70-octet UIDL and its NUL, with room to spare */
 
+/* UIDLs taken over from other servers (-U; uidlsrc.c, uidlmap.c). */
+#define UIDL_SOURCES_MAX 3                      /* entries of the -U list: dovecot, xuidl, popa3d */
+#define DOVECOT_UIDLIST_MAX (128ULL << 20)      /* octets of a dovecot-uidlist read, at most */
+#define DOVECOT_LINE_MAX 4096                   /* octets of one of its lines, LF included */
+#define HEADER_SCAN_MAX (1 << 20)               /* header octets searched for X-UIDL, a message */
+#define HEADER_LINE_MAX 1024                    /* octets of a header line looked at: a longer
+                                                 * X-UIDL line holds no valid UIDL */
+#define UIDL_RECORD_LINE 144                    /* octets of a record entry: two UIDLs, a space
+                                                 * and an LF */
+#define UIDL_RECORD_MAX ((unsigned long long)MAX_MESSAGES * UIDL_RECORD_LINE + MAX_PATH + 256)
+                                                /* octets of a record, header and end included */
+#define UIDL_RECORD_KEEP (30 * 86400)           /* seconds a record outlives its maildrop, unused */
+#define UIDL_RECORD_TRIES 20                    /* tries for a record's lock the clean-up holds */
+#define POPA3D_MAX_MBOX 2147483647LL            /* popa3d 1.0.3 refuses larger mailboxes
+                                                 * (MAX_MAILBOX_OPEN_BYTES) */
+#define POPA3D_BLOCK 65536                      /* its read size (FILE_BUFFER_SIZE) */
+#define POPA3D_LINE_BUFFER 32                   /* its line fragment buffer (LINE_BUFFER_SIZE) */
+
 #endif

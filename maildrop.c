@@ -16,7 +16,9 @@
  * state directory's clean-up (state_gc) removes those no journal needs, so
  * they do not pile up as mboxes come and go. A Maildir's lock is maildir.c's
  * pop3d.lock inside it, taken as the user. Either way the kernel drops the
- * lock when the process dies.
+ * lock when the process dies. With -U, maildrop_lock also opens the records
+ * of its sources in the state directory for either kind (uidlmap.c), and
+ * maildrop_load applies them.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -35,10 +37,13 @@
 #include "lfscan.h"
 #include "maildrop.h"
 #include "md5.h"
+#include "uidlmap.h"
 
 void
 maildrop_init(struct maildrop *md)
 {
+	int k;
+
 	memset(md, 0, sizeof(*md));
 	md->fd = -1;
 	md->lockfd = -1;
@@ -47,13 +52,19 @@ maildrop_init(struct maildrop *md)
 	md->dotlockfd = -1;
 	md->dotlock = 1;
 	md->group = (gid_t)-1;
+	for (k = 0; k < UIDL_SOURCES_MAX; k++)
+		md->recfd[k] = -1;
 }
 
 void
 maildrop_close(struct maildrop *md)
 {
-	int dotlock = md->dotlock;
+	unsigned char sources[UIDL_SOURCES_MAX];
+	int dotlock = md->dotlock, nsources = md->nsources;
 	gid_t group = md->group;
+
+	memcpy(sources, md->sources, sizeof(sources));
+	uidlmap_free(md);
 
 	if (md->msgfd >= 0 && md->msgfd != md->fd)
 		close(md->msgfd);
@@ -69,6 +80,8 @@ maildrop_close(struct maildrop *md)
 	maildrop_init(md);
 	md->dotlock = dotlock;          /* options survive */
 	md->group = group;
+	md->nsources = nsources;
+	memcpy(md->sources, sources, sizeof(sources));
 }
 
 /* ---- opening, as the user ---- */
@@ -173,11 +186,12 @@ open_lockdir(const char *dir, char *err, size_t errlen)
 }
 
 /* Lock the file name in dirfd, creating it: the fd, -1 with errno
- * (EWOULDBLOCK: held by another session). A lock file is only ever removed
- * by a holder of its lock (state_gc), so a lock on a file that is no longer
- * under its name is worth nothing: then it starts again. */
-static int
-lock_file(int dirfd, const char *name)
+ * (EWOULDBLOCK: held by another session). A lock file (or a UIDL record,
+ * uidlmap.c) is only ever removed by a holder of its lock (state_gc), so a
+ * lock on a file that is no longer under its name is worth nothing: then it
+ * starts again. */
+int
+state_lock_file(int dirfd, const char *name)
 {
 	struct stat st, now;
 	int fd, tries, created;
@@ -216,8 +230,9 @@ lock_file(int dirfd, const char *name)
 
 /* Look at one file of the state directory: a lock file no session holds
  * and no journal needs (empty, torn, or for an mbox that is gone), or an
- * empty rescue file, is removed. Removed only while locked, and only if the
- * name is still that file: see lock_file. */
+ * empty rescue file, is removed; a UIDL record, as uidlmap_gc says. Removed
+ * only while locked, and only if the name is still that file: see
+ * state_lock_file. */
 static void
 gc_file(int dirfd, const char *name)
 {
@@ -226,6 +241,8 @@ gc_file(int dirfd, const char *name)
 	size_t n = strlen(name);
 	int fd, drop, r;
 
+	if (uidlmap_gc(dirfd, name))
+		return;
 	if (!(n == 37 && strspn(name, "0123456789abcdef") == 32 && strcmp(name + 32, ".lock") == 0) &&
 	    !(n > 7 && strcmp(name + n - 7, ".rescue") == 0))
 		return;
@@ -337,17 +354,15 @@ make_rescue(struct maildrop *md, int dirfd, const char *lockdir, const char *key
 		syslog(LOG_ERR, "error %s: %m", md->rescue);
 }
 
-int
-maildrop_lock(struct maildrop *md, const char *lockdir, char *err, size_t errlen)
+/* The session lock of an mbox, in the state directory dirfd. */
+static int
+lock_mbox_session(struct maildrop *md, int dirfd, const char *lockdir, char *err, size_t errlen)
 {
 	unsigned char d[16];
 	char name[40], key[MAX_PATH + 1];
 	struct md5 ctx;
 	struct stat st;
-	int dirfd;
 
-	if (md->kind == KIND_MAILDIR)
-		return MD_OK;           /* locked inside itself, as the user */
 	/* The file's identity names the lock, so every spelling of its path
 	 * shares one; a path with no file yet names its own. */
 	if (md->fd >= 0)
@@ -359,24 +374,34 @@ maildrop_lock(struct maildrop *md, const char *lockdir, char *err, size_t errlen
 	md5_update(&ctx, key, strlen(key));
 	md5_final(&ctx, d);
 	md5_hex(d, name);
-
-	if ((dirfd = open_lockdir(lockdir, err, errlen)) < 0)
-		return MD_TEMP;
-	state_gc(dirfd);
 	strcat(name, ".lock");
-	md->lockfd = lock_file(dirfd, name);
+	md->lockfd = state_lock_file(dirfd, name);
 	if (md->lockfd < 0) {
-		int busy = errno == EWOULDBLOCK;
-
 		snprintf(err, errlen, "lock file %s/%s: %s", lockdir, name, strerror(errno));
-		close(dirfd);
-		return busy ? MD_INUSE : MD_TEMP;
+		return errno == EWOULDBLOCK ? MD_INUSE : MD_TEMP;
 	}
 	name[32] = '\0';
 	if (fstat(md->lockfd, &st) == 0 && st.st_size > 0)
 		make_rescue(md, dirfd, lockdir, name);
-	close(dirfd);
 	return MD_OK;
+}
+
+int
+maildrop_lock(struct maildrop *md, const char *lockdir, char *err, size_t errlen)
+{
+	int dirfd, r = MD_OK;
+
+	if (md->kind == KIND_MAILDIR && !uidlmap_wants_lockdir(md))
+		return MD_OK;           /* locked inside itself, as the user */
+	if ((dirfd = open_lockdir(lockdir, err, errlen)) < 0)
+		return MD_TEMP;
+	state_gc(dirfd);
+	if (md->kind == KIND_MBOX)
+		r = lock_mbox_session(md, dirfd, lockdir, err, errlen);
+	if (r == MD_OK)
+		r = uidlmap_records_open(md, dirfd, lockdir, err, errlen);
+	close(dirfd);
+	return r;
 }
 
 /* ---- the back ends ---- */
@@ -384,11 +409,23 @@ maildrop_lock(struct maildrop *md, const char *lockdir, char *err, size_t errlen
 int
 maildrop_load(struct maildrop *md, char *err, size_t errlen)
 {
-	return md->kind == KIND_MAILDIR ? maildir_load(md, err, errlen) : mbox_load(md, err, errlen);
+	int r = md->kind == KIND_MAILDIR ? maildir_load(md, err, errlen) :
+	    mbox_load(md, err, errlen);
+
+	return r == MD_OK ? uidlmap_load(md, err, errlen) : r;
 }
 
 void
 maildrop_uidl(const struct maildrop *md, size_t i, char out[UIDL_LEN])
+{
+	if (md->um != NULL && md->msgs[i].src != 0)
+		uidlmap_uidl(md, i, out);
+	else
+		maildrop_own_uidl(md, i, out);
+}
+
+void
+maildrop_own_uidl(const struct maildrop *md, size_t i, char out[UIDL_LEN])
 {
 	const struct msg *m = &md->msgs[i];
 

@@ -23,21 +23,21 @@ struct msg {
 	off_t end;                      /* end of the message, before any separator line */
 	uint64_t size;                  /* octets as sent: CRLF line ends, no dot-stuffing */
 	union {
-		struct {                        /* mbox */
-			unsigned char digest[16];       /* UIDL digest (XXH3-128) */
-			uint32_t dup;                   /* earlier messages with the same digest */
-		};
+		unsigned char digest[16];       /* mbox: UIDL digest (XXH3-128) */
 		struct {                        /* maildir */
 			uint64_t ino;                   /* the file's inode, or 0 */
 			uint32_t name;                  /* offset of the file name in names */
 			uint32_t ulen;                  /* octets of its unique name */
 		};
 	};
+	uint32_t dup;                   /* mbox: earlier messages with the same digest */
+	uint32_t alt;                   /* -U: the value its source gave (uidlmap.c) */
 	unsigned char deleted;          /* marked by DELE */
 	unsigned char seen;             /* sent whole by RETR */
 	unsigned char in_new;           /* maildir: in new/, else in cur/ */
 	unsigned char named_size;       /* maildir: size from the name's ,W= */
 	unsigned char twin;             /* maildir: not the first file of its unique name */
+	unsigned char src;              /* -U: what alt is (uidlmap.c); 0: pop3d's own UIDL */
 };
 
 struct maildrop {
@@ -63,6 +63,10 @@ struct maildrop {
 	size_t not_removed;             /* after a failed update: deletions not done */
 	char *buf;                      /* MBOX_READ_SIZE octets for sending, from the heap:
 	                                 * it reuses the pages the load just freed */
+	unsigned char sources[UIDL_SOURCES_MAX]; /* -U: the UIDL sources, in order (SRC_*) */
+	int nsources;
+	int recfd[UIDL_SOURCES_MAX];    /* -U: the state directory's record of sources[k], or -1 */
+	struct uidmap *um;              /* -U: this session's UIDLs from the sources, or NULL */
 };
 
 /* Results; the session maps them to replies and response codes. */
@@ -74,13 +78,17 @@ void maildrop_init(struct maildrop *);
  * regular file with one link. Either must belong to the effective uid. */
 int maildrop_open(struct maildrop *, const char *path, char *err, size_t errlen);
 /* As root: for an mbox, take the session lock in lockdir, keyed by the file
- * maildrop_open opened; the lock directory is root's. */
+ * maildrop_open opened; with -U, open and lock the records of its sources
+ * there too (uidlmap.c); the lock directory is root's. */
 int maildrop_lock(struct maildrop *, const char *lockdir, char *err, size_t errlen);
 /* As the user for good: recover an interrupted update, then scan the
- * maildrop (a Maildir takes its session lock here, inside itself). */
+ * maildrop (a Maildir takes its session lock here, inside itself), then,
+ * with -U, find the UIDLs its sources give (uidlmap.c). */
 int maildrop_load(struct maildrop *, char *err, size_t errlen);
-/* The UIDL of message i (0-based). */
+/* The UIDL of message i (0-based): from a -U source, else pop3d's own. */
 void maildrop_uidl(const struct maildrop *, size_t i, char out[UIDL_LEN]);
+/* pop3d's own UIDL of message i, whatever -U says. */
+void maildrop_own_uidl(const struct maildrop *, size_t i, char out[UIDL_LEN]);
 /* Before "+OK" to RETR (whole) or TOP: MD_GONE when another program removed
  * message i, MD_TEMP when it can no longer be read as loaded or is not the
  * size listed, MD_PERM when it is not the user's. */
@@ -104,6 +112,9 @@ int mbox_update(struct maildrop *, char *err, size_t errlen);
  * mbox that is gone or was replaced (1, with its path in path), one to keep
  * (0), or none at all, torn or empty (-1)? */
 int mbox_journal_orphaned(int jfd, char *path, size_t len);
+/* Lock the file name in the state directory dirfd, creating it (0600): the
+ * descriptor, or -1 with errno (EWOULDBLOCK: another holds it). */
+int state_lock_file(int dirfd, const char *name);
 int maildir_load(struct maildrop *, char *err, size_t errlen);
 int maildir_open_msg(struct maildrop *, size_t i, int whole, char *err, size_t errlen);
 int maildir_update(struct maildrop *, char *err, size_t errlen);

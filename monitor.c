@@ -26,6 +26,8 @@
 #include <unistd.h>
 
 #include "session.h"
+#include "uidlmap.h"
+#include "uidlsrc.h"
 
 /* What poll says of the channel within ms: 0 nothing, else its revents. */
 static int
@@ -214,6 +216,14 @@ login(struct session *s)
 		snprintf(via, sizeof(via), " rport=%u proxy=%s", s->rport, s->proxy_peer);
 	syslog(LOG_INFO, "login user=%s rhost=%s msgs=%zu octets=%ju%s%s%s", s->who.name, s->rhost,
 	    n, (uintmax_t)octets, s->tlsinfo[0] != '\0' ? " tls=" : "", s->tlsinfo, via);
+	if (s->md.um != NULL) {
+		size_t c[4], displaced;
+
+		uidlmap_counts(&s->md, c, &displaced);
+		syslog(LOG_INFO, "uidl user=%s rhost=%s dovecot=%zu xuidl=%zu popa3d=%zu own=%zu "
+		    "displaced=%zu", s->who.name, s->rhost, c[SRC_DOVECOT], c[SRC_XUIDL],
+		    c[SRC_POPA3D], c[SRC_NONE], displaced);
+	}
 	reply(s, "+OK maildrop has %zu message%s (%ju octets)", n, n == 1 ? "" : "s",
 	    (uintmax_t)octets);
 	return GO_ON;

@@ -41,6 +41,7 @@
 #include "session.h"
 #include "signer.h"
 #include "tls.h"
+#include "uidlsrc.h"
 
 void
 reply(struct session *s, const char *fmt, ...)
@@ -875,7 +876,8 @@ static void
 usage(FILE *f)
 {
 	fprintf(f, "usage: pop3d [-Aehnps] [-c certfile -k keyfile] [-D seconds] [-f userfile] "
-	    "[-g group] [-l statedir] [-P proxies] [-t seconds] [-T seconds] [-u user] [-V]\n"
+	    "[-g group] [-l statedir] [-P proxies] [-t seconds] [-T seconds] [-u user]\n"
+	    "             [-U sources] [-V]\n"
 	    "  -A          never offer APOP (no timestamp in the greeting)\n"
 	    "  -c file     TLS certificate chain, PEM, leaf first (with -k)\n"
 	    "  -D seconds  delay before answering a failed login (default %d)\n"
@@ -883,7 +885,7 @@ usage(FILE *f)
 	    "  -f file     user file (default %s)\n"
 	    "  -g group    the group dotlocks are made with in the spool\n"
 	    "  -k file     TLS private key, PEM (with -c)\n"
-	    "  -l dir      state directory: session locks, mbox update journals (default %s)\n"
+	    "  -l dir      state directory: session locks, mbox journals, -U records (default %s)\n"
 	    "  -n          no dotlocks (<mbox>.lock); fcntl locks only\n"
 	    "  -p          allow logins without TLS although TLS is configured\n"
 	    "  -P list     trusted proxies (addresses, CIDR prefixes): every connection\n"
@@ -892,6 +894,10 @@ usage(FILE *f)
 	    "  -u user     unprivileged user for the pre-login process (default %s)\n"
 	    "  -t seconds  idle timeout after login (default %d)\n"
 	    "  -T seconds  idle timeout before login (default %d)\n"
+	    "  -U sources  UIDLs to keep from the server this one replaces, in order, comma-\n"
+	    "              separated: dovecot (a Maildir's dovecot-uidlist), xuidl (X-UIDL\n"
+	    "              header fields, recorded at the first session), popa3d (an mbox\n"
+	    "              served by popa3d 1.0); default none: pop3d's own UIDLs\n"
 	    "  -h          this help\n"
 	    "  -V          print the version\n",
 	    DEFAULT_FAIL_DELAY, DEFAULT_USERFILE, DEFAULT_LOCKDIR, DEFAULT_PRELOGIN_USER,
@@ -935,11 +941,11 @@ static const char *
 options(int argc, char **argv, struct session *s, int *no_apop, int *log_stderr)
 {
 	static struct proxylist proxies;
-	static char perr[200];
+	static char perr[200], uerr[200];
 	int c;
 
 	opterr = 0;                     /* getopt must not write to fd 2 */
-	while ((c = getopt(argc, argv, ":Ac:D:ef:g:hk:l:nP:pst:T:u:V")) != -1) {
+	while ((c = getopt(argc, argv, ":Ac:D:ef:g:hk:l:nP:pst:T:u:U:V")) != -1) {
 		switch (c) {
 		case 'A':
 			*no_apop = 1;
@@ -995,6 +1001,11 @@ options(int argc, char **argv, struct session *s, int *no_apop, int *log_stderr)
 		case 'u':
 			s->prelogin_user = optarg;
 			s->prelogin_user_given = 1;
+			break;
+		case 'U':
+			if (uidl_sources_parse(optarg, s->md.sources, &s->md.nsources, uerr,
+			    sizeof(uerr)) < 0)
+				return uerr;
 			break;
 		case 'V':
 			printf("pop3d %s\ncrypt: %s (%s)\n", POP3D_VERSION, CRYPT_BACKEND,

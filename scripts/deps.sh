@@ -30,6 +30,17 @@ PKGS="$PKGS openssl testssl.sh"
 # Proxy tests (tests/engines.py): nginx's mail proxy and HAProxy in front of
 # pop3d. Installed with their services kept from starting (see below).
 PKGS="$PKGS nginx-light libnginx-mod-mail haproxy"
+# Migration tests (tests/migrate.py, -U) and the bench: the servers pop3d
+# takes over from. Dovecot runs from its package's binaries with a private
+# configuration (its service kept from starting, see below). GNU mailutils'
+# pop3d and popa3d are not installed: their .debs are fetched with
+# `apt-get download` and unpacked into $PEERS (unpack_peers below), because
+# Debian's popa3d conflicts with dovecot-pop3d and mailutils-pop3d would
+# enable a POP3 daemon on port 110; libmailutils9, libmu-dbm9, libnsl2 and
+# libwrap0 (with what they pull in) are what the unpacked mailutils pop3d
+# links against.
+PKGS="$PKGS dovecot-core dovecot-pop3d libmailutils9 libmu-dbm9 libnsl2 libwrap0"
+PEERS_UNPACKED="popa3d mailutils-pop3d"
 
 # Small hosts (issue 14): musl-tools (the static musl build check),
 # debhelper, dpkg-dev and lintian (make deb, tests/deb.py).
@@ -45,12 +56,10 @@ for a in $CROSS_ARCHS; do
 	CROSS_PKGS="$CROSS_PKGS libc6:$a libcrypt-dev:$a libssl-dev:$a libsystemd-dev:$a"
 done
 
-# --bench (make bench only, never make check): the peers for bench/bench.py
-# (its mpop client is in the list above). popa3d is not in this list: Debian's
-# popa3d package conflicts with dovecot-pop3d, so its .deb is fetched with
-# `apt-get download` and unpacked, not installed, into $BENCH_CACHE/popa3d.
-BENCH_PKGS="dovecot-core dovecot-pop3d"
-BENCH_CACHE=/var/cache/pop3d-bench
+# --bench (make bench only, never make check): nothing more than the above
+# today (the bench's peers are the migration tests' too).
+BENCH_PKGS=""
+PEERS=/var/cache/pop3d-bench
 bench=no
 if [ "${1:-}" = "--bench" ]; then
 	bench=yes
@@ -85,32 +94,36 @@ for p in $PKGS; do
 done
 missing=${missing# }
 
-# The unpacked popa3d for the benchmark (root only; skipped with a note otherwise).
-bench_popa3d() {
-	[ "$bench" = yes ] || return 0
-	[ -x "$BENCH_CACHE/popa3d/usr/sbin/popa3d" ] && return 0
-	if [ "$(id -u)" -ne 0 ]; then
-		say "popa3d for the benchmark is not unpacked (needs root): the bench skips it"
-		return 0
-	fi
-	mkdir -p "$BENCH_CACHE"
-	say "fetching popa3d (apt-get download; unpacked, not installed) into $BENCH_CACHE"
-	if ! (cd "$BENCH_CACHE" && apt-get download popa3d >&2) 2>/dev/null; then
-		apt-get update >&2
-		(cd "$BENCH_CACHE" && apt-get download popa3d >&2) ||
-			{ say "could not fetch popa3d: the bench skips it"; return 0; }
-	fi
-	for f in "$BENCH_CACHE"/popa3d_*.deb; do
-		[ -f "$f" ] || continue
-		mv -f "$f" "$BENCH_CACHE/popa3d.deb"
+# The unpacked peers, in $PEERS/NAME (root only; skipped with a note
+# otherwise: the tests that need one skip, as the bench does).
+unpack_peers() {
+	for name in $PEERS_UNPACKED; do
+		bin=$PEERS/$name/usr/sbin/popa3d
+		[ "$name" = mailutils-pop3d ] && bin=$PEERS/$name/usr/sbin/pop3d
+		[ -x "$bin" ] && continue
+		if [ "$(id -u)" -ne 0 ]; then
+			say "$name is not unpacked in $PEERS (needs root): tests/migrate.py and the bench skip it"
+			continue
+		fi
+		mkdir -p "$PEERS"
+		say "fetching $name (apt-get download; unpacked, not installed) into $PEERS"
+		if ! (cd "$PEERS" && apt-get download "$name" >&2) 2>/dev/null; then
+			apt-get update >&2
+			(cd "$PEERS" && apt-get download "$name" >&2) ||
+				{ say "could not fetch $name: the tests that need it skip"; continue; }
+		fi
+		for f in "$PEERS/${name}"_*.deb; do
+			[ -f "$f" ] || continue
+			mv -f "$f" "$PEERS/$name.deb"
+		done
+		rm -rf "${PEERS:?}/$name"
+		dpkg-deb -x "$PEERS/$name.deb" "$PEERS/$name"
 	done
-	rm -rf "$BENCH_CACHE/popa3d"
-	dpkg-deb -x "$BENCH_CACHE/popa3d.deb" "$BENCH_CACHE/popa3d"
 }
 
 if [ -z "$missing" ]; then
 	say "all required packages are installed"
-	bench_popa3d
+	unpack_peers
 	exit 0
 fi
 
@@ -151,5 +164,5 @@ if [ -n "$policy" ]; then
 	rm -f "$policy"
 	trap - EXIT
 fi
-bench_popa3d
+unpack_peers
 say "done"

@@ -20,13 +20,16 @@
 #       PROXY protocol: issue 13), tests/engines.py (nginx and HAProxy in
 #       front, not with --asan) and tests/attacks.py (the security reviews'
 #       attacks: issue 11)
+#   3a'. tests/migrate.py (-U: the UIDLs of Dovecot, GNU mailutils and popa3d
+#       kept, against the real servers where installed: issue 15)
 #   3b. tests/clients.py (hash tool, install, units, man pages, real clients),
 #       tests/fail2ban.py (the fail2ban filter on real log lines) and
 #       tests/demo.py (make demo, fetched with curl and poplib)
 #   3c. tests/faults.py (disk full, injected I/O errors) and tests/crash.py
 #       (SIGKILL during UPDATE, short mode; `make check-slow` runs --long)
-#   4. as root: tests/run.py and tests/security.py once more as an unprivileged
-#      user (uid/gid 65534)
+#   4. as root: tests/run.py, tests/security.py, tests/tls.py, tests/proxy.py,
+#      tests/attacks.py and tests/migrate.py once more as an unprivileged user
+#      (uid/gid 65534)
 #   5. a closing line "N passed, N failed"; exit status 1 if anything failed.
 #
 # $POP3D overrides the server binary (default ./pop3d, ./pop3d-asan with --asan).
@@ -251,6 +254,10 @@ say "# attack tests: tests/attacks.py"
 timeout 600 /usr/bin/python3 "$TOP/tests/attacks.py" 2>&1 | tee "$WORK/attacks.log"
 add_counts attacks.py "$WORK/attacks.log" "${PIPESTATUS[0]}"
 
+say "# taking over from other servers (-U): tests/migrate.py"
+timeout 900 /usr/bin/python3 "$TOP/tests/migrate.py" 2>&1 | tee "$WORK/migrate.log"
+add_counts migrate.py "$WORK/migrate.log" "${PIPESTATUS[0]}"
+
 # ---------------------------------------------------------------- 3b. deployment, real clients, fail2ban
 # tests/clients.py: pop3passwd, make install/uninstall, units, man pages, and
 # fetchmail, mpop, getmail6, Net::POP3 and curl against the server;
@@ -332,6 +339,10 @@ if [ "$(id -u)" -eq 0 ]; then
 	(cd / && timeout 300 setpriv --reuid=65534 --regid=65534 --clear-groups \
 		env -i "${envs[@]}" /usr/bin/python3 "$U/attacks.py") 2>&1 | tee "$WORK/attacks-unpriv.log"
 	add_counts attacks.py-unprivileged "$WORK/attacks-unpriv.log" "${PIPESTATUS[0]}"
+	say "# migration tests as an unprivileged user (uid/gid 65534; the real peers skip)"
+	(cd / && timeout 600 setpriv --reuid=65534 --regid=65534 --clear-groups \
+		env -i "${envs[@]}" /usr/bin/python3 "$U/migrate.py") 2>&1 | tee "$WORK/migrate-unpriv.log"
+	add_counts migrate.py-unprivileged "$WORK/migrate-unpriv.log" "${PIPESTATUS[0]}"
 fi
 
 # ---------------------------------------------------------------- 5. summary

@@ -6,7 +6,10 @@
  * signer (one signature per process, then gone); the block LF scan built
  * here (SSE2, NEON or portable: lfscan.h) against an octet-by-octet one; an
  * mbox and a Maildir message past 4 GiB (sparse files: 64-bit offsets and
- * sizes on 32-bit CPUs too; POP3D_UNIT_NO_BIG=1 skips them).
+ * sizes on 32-bit CPUs too; POP3D_UNIT_NO_BIG=1 skips them); the parsers of
+ * -U (popa3d's UIDL on the messages the real popa3d was run on, its refusals
+ * and its 64 KiB quirk, in chunks of every size; dovecot-uidlist lines;
+ * X-UIDL fields; the -U list).
  * Prints a line per failure and a closing "N passed, N failed".
  */
 #define _GNU_SOURCE
@@ -24,6 +27,7 @@
 #include "lfscan.h"
 #include "maildrop.h"
 #include "md5.h"
+#include "uidlsrc.h"
 #include "xxh3.h"
 #ifdef HAVE_TLS
 #include <sys/socket.h>
@@ -952,6 +956,279 @@ test_big(void)
 	unlink(path);
 }
 
+/* ---- -U: the parsers of uidlsrc.c ---- */
+
+struct pcollect {
+	int n;
+	char uidl[16][17];
+	uint64_t start[16], end[16];
+};
+
+static void
+pcollect(void *arg, uint64_t start, uint64_t end, const unsigned char *d)
+{
+	struct pcollect *c = arg;
+
+	if (c->n < 16) {
+		popa3d_uidl(d, c->uidl[c->n]);
+		c->start[c->n] = start;
+		c->end[c->n] = end;
+	}
+	c->n++;
+}
+
+/* popa3d's scan of data fed in chunks of step octets: messages, or -1 refused. */
+static int
+popa3d_run(const char *data, size_t len, size_t step, struct pcollect *c)
+{
+	struct popa3d p;
+	size_t off;
+
+	memset(c, 0, sizeof(*c));
+	popa3d_init(&p, pcollect, c);
+	for (off = 0; off < len; off += step)
+		popa3d_feed(&p, data + off, len - off < step ? len - off : step);
+	return popa3d_end(&p) < 0 ? -1 : c->n;
+}
+
+/* The mbox and the UIDLs Debian's popa3d 1.0.3 printed for it. */
+static const char popa3d_mbox[] =
+    "From alice@example.org Mon Jan  1 10:00:00 2024\n"
+    "Return-Path: <alice@example.org>\n"
+    "Delivered-To: bob@example.net\n"
+    "Received: from mx.example.org (mx.example.org [192.0.2.1])\n"
+    "\tby mail.example.net (Postfix) with ESMTP id 4A1B2C3D\n"
+    "\tfor <bob@example.net>; Mon,  1 Jan 2024 10:00:00 +0000 (UTC)\n"
+    "Received: from client.example.org by mx.example.org; Mon, 1 Jan 2024 09:59:59 +0000\n"
+    "Date: Mon, 1 Jan 2024 09:59:58 +0000\n"
+    "From: Alice <alice@example.org>\n"
+    "To: bob@example.net\n"
+    "Subject: one\n"
+    "Message-ID: <one@example.org>\n"
+    "\n"
+    "Body one.\n"
+    ">From the escaped line\n"
+    "\n"
+    "From carol@example.org Mon Jan  1 11:00:00 2024\n"
+    "date: Mon, 1 Jan 2024 11:00:00 +0000\n"
+    "message-id: <two@example.org>\n"
+    "From: Carol <carol@example.org>\n"
+    "Subject: two\n"
+    "Received: by localhost; Mon, 1 Jan 2024 11:00:01 +0000\n"
+    "\n"
+    "Body two.\n"
+    "\n"
+    "From dave@example.org Mon Jan  1 12:00:00 2024\n"
+    "From: Dave <dave@example.org>\n"
+    "Subject: three\n"
+    "\n"
+    "Body three.\n"
+    "\n"
+    "From dave@example.org Mon Jan  1 12:00:01 2024\n"
+    "From: Dave <dave@example.org>\n"
+    "Subject: four\n"
+    "\n"
+    "Body four, different.\n"
+    "\n"
+    "From erin@example.org Mon Jan  1 13:00:00 2024\n"
+    "X-Delivery-ID: abc123\n"
+    "Subject: five\n"
+    "\n"
+    "Body five.\n"
+    "\n"
+    "From frank@example.org Mon Jan  1 14:00:00 2024\n"
+    "Date: Mon, 1 Jan 2024 14:00:00 +0000\n"
+    "Message-ID: <six@example.org>\n"
+    "Subject: six\n"
+    "\n"
+    "Body six without final newline";
+
+static void
+test_popa3d(void)
+{
+	static const char *want[] = { "71faf1c67579a98b", "0d64776bcfd7f108", "d98c1dd404b2008f",
+	    "d98c1dd404b2008f", "81436a50a8b3be15", "5c8ea440db8c503b" };
+	static const char crlf[] =
+	    "From alice@example.org Mon Jan  1 10:00:00 2024\r\n"
+	    "Return-Path: <alice@example.org>\r\nDelivered-To: bob@example.net\r\n"
+	    "Received: from mx.example.org (mx.example.org [192.0.2.1])\r\n"
+	    "\tby mail.example.net (Postfix) with ESMTP id 4A1B2C3D\r\n"
+	    "\tfor <bob@example.net>; Mon,  1 Jan 2024 10:00:00 +0000 (UTC)\r\n"
+	    "Received: from client.example.org by mx.example.org; Mon, 1 Jan 2024 09:59:59 +0000\r\n"
+	    "Date: Mon, 1 Jan 2024 09:59:58 +0000\r\nFrom: Alice <alice@example.org>\r\n"
+	    "To: bob@example.net\r\nSubject: one\r\nMessage-ID: <one@example.org>\r\n\r\n"
+	    "Body one.\r\n>From the escaped line\r\n\r\n"
+	    "From carol@example.org Mon Jan  1 11:00:00 2024\r\n"
+	    "date: Mon, 1 Jan 2024 11:00:00 +0000\r\nmessage-id: <two@example.org>\r\n"
+	    "From: Carol <carol@example.org>\r\nSubject: two\r\n"
+	    "Received: by localhost; Mon, 1 Jan 2024 11:00:01 +0000\r\n\r\nBody two.\r\n\r\n";
+	static const char *refused[] = { "Subject: no From_ line first\n\nFrom a b\nx\n",
+	    "From a b\nFrom c d\nx\n", "From a b\n", "From a b", "\nFrom a b\nx\n",
+	    "From a b\nx\n\nFrom c d\n" };
+	static const size_t steps[] = { 1, 2, 3, 7, 16, 17, 64, 100000 };
+	struct pcollect c;
+	char *big;
+	size_t i, k, n;
+	int r;
+
+	for (k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
+		r = popa3d_run(popa3d_mbox, strlen(popa3d_mbox), steps[k], &c);
+		CHECK(r == 6, "popa3d: 6 messages in chunks of %zu (%d)", steps[k], r);
+		for (i = 0; r == 6 && i < 6; i++)
+			CHECK(strcmp(c.uidl[i], want[i]) == 0, "popa3d: message %zu in chunks of %zu: "
+			    "%s, popa3d printed %s", i + 1, steps[k], c.uidl[i], want[i]);
+		CHECK(r == 6 && c.start[0] == 0 && c.end[5] == strlen(popa3d_mbox) &&
+		    c.end[0] == c.start[1], "popa3d: message offsets");
+		r = popa3d_run(crlf, strlen(crlf), steps[k], &c);
+		CHECK(r == 1 && strcmp(c.uidl[0], "f662a431b08b5358") == 0,
+		    "popa3d: a CRLF mbox is one message, f662a431b08b5358 (%d %s)", r, c.uidl[0]);
+	}
+	for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		for (k = 0; k < sizeof(steps) / sizeof(steps[0]); k++)
+			CHECK(popa3d_run(refused[i], strlen(refused[i]), steps[k], &c) == -1,
+			    "popa3d: refuses %s (chunks of %zu)", refused[i], steps[k]);
+	CHECK(popa3d_run("", 0, 1, &c) == 0, "popa3d: an empty mbox");
+	/* The quirk: a From_ line that crosses a 64 KiB boundary in more than
+	 * one fragment is not "blank", so a "From " line right after it is a
+	 * header line; else popa3d refuses the mbox. */
+	n = 2 * POPA3D_BLOCK;
+	if ((big = malloc(n + 200)) == NULL)
+		return;
+	for (k = 0; k < 4; k++) {
+		static const char *fl[] = { "From alice@example.org Mon Jan  1 10:00:00 2024\n",
+		    "From alice@example.org Mon Jan  1 10:00:00 2024\n",
+		    "From alice@example.org Mon Jan  1 10:00:00 2024\n", "From a@b.c Mon Jan 1 2024\n" };
+		static const size_t before[] = { 10, 40, 500, 10 };     /* octets before 64 KiB */
+		static const int ok[] = { 1, 1, 0, 0 };
+		size_t at = POPA3D_BLOCK - before[k], len = 0;
+
+		len += (size_t)snprintf(big, n, "From x@y Mon Jan  1 00:00:00 2024\nSubject: s\n\n");
+		memset(big + len, 'a', at - 1 - len);
+		big[at - 1] = '\n';             /* a long body line, then the blank line */
+		big[at - 2] = '\n';
+		len = at;
+		len += (size_t)sprintf(big + len, "%sFrom second line\nSubject: t\n\nbody\n", fl[k]);
+		for (i = 0; i < 3; i++) {
+			r = popa3d_run(big, len, steps[i * 3], &c);
+			CHECK(ok[k] ? r == 2 : r == -1, "popa3d 64 KiB quirk, case %zu (chunks of %zu): "
+			    "%d", k, steps[i * 3], r);
+		}
+	}
+	free(big);
+}
+
+static void
+test_dovecot_uidlist(void)
+{
+	static const char *bad[] = { "2 V1 N2", "3 V0 N5", "3 N5", "3 Vx N5", "3 V5 N5 Gxyz", "x",
+	    "", "1 5", "1 0 5", "3V5 N5" };
+	static const char *badrec[] = { "0 :a", "5 a", "6 :a/b", "6 :", "a :b", "6", "6 S5",
+	    "4294967295 :a", "99999999999 :a" };
+	struct dovecot_list l;
+	struct dovecot_rec r;
+	const char *why = NULL, *line;
+	size_t i;
+
+	memset(&l, 0, sizeof(l));
+	line = "3 V1796669846 N10 G0539671d9601176be941000083ecc375 Xextra";
+	CHECK(dovecot_line(&l, line, strlen(line), &r, &why) == 0 && l.version == 3 &&
+	    l.uidvalidity == 1796669846U && l.next_uid == 10, "uidlist: v3 header (%s)", why);
+	line = "3 P W26 :1704103201.M1P100.host";
+	CHECK(dovecot_line(&l, line, strlen(line), &r, &why) == 1 && r.uid == 3 && r.has_p &&
+	    r.plen == 0 && r.namelen == 22 && memcmp(r.name, "1704103201.M1P100.host", 22) == 0,
+	    "uidlist: a bare P field and the name (%s)", why);
+	line = "5 Pabc-legacy.uidl O2 W26 :1704103202.M2P100.host,S=162:2,S";
+	CHECK(dovecot_line(&l, line, strlen(line), &r, &why) == 1 && r.uid == 5 && r.has_p &&
+	    r.plen == 15 && memcmp(r.p, "abc-legacy.uidl", 15) == 0 && r.has_o && r.order == 2 &&
+	    r.namelen == 28, "uidlist: P and O fields, the name up to ':'");
+	line = "5 :x";
+	CHECK(dovecot_line(&l, line, strlen(line), &r, &why) == -1, "uidlist: UIDs must increase");
+	memset(&l, 0, sizeof(l));
+	line = "1 12345 10";
+	CHECK(dovecot_line(&l, line, strlen(line), &r, &why) == 0 && l.version == 1 &&
+	    l.uidvalidity == 12345 && l.next_uid == 10, "uidlist: v1 header");
+	line = "3 1704103201.M1P100.host:2,S";
+	CHECK(dovecot_line(&l, line, strlen(line), &r, &why) == 1 && r.uid == 3 && !r.has_p &&
+	    r.namelen == 22, "uidlist: a v1 record with flags");
+	line = "10 x";
+	CHECK(dovecot_line(&l, line, strlen(line), &r, &why) == -1, "uidlist: v1 UID >= next");
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&l, 0, sizeof(l));
+		CHECK(dovecot_line(&l, bad[i], strlen(bad[i]), &r, &why) == -1,
+		    "uidlist: a bad header \"%s\" refused", bad[i]);
+	}
+	for (i = 0; i < sizeof(badrec) / sizeof(badrec[0]); i++) {
+		memset(&l, 0, sizeof(l));
+		line = "3 V5 N7";
+		dovecot_line(&l, line, strlen(line), &r, &why);
+		l.prev_uid = 4;
+		CHECK(dovecot_line(&l, badrec[i], strlen(badrec[i]), &r, &why) == -1,
+		    "uidlist: a bad record \"%s\" refused", badrec[i]);
+	}
+}
+
+static void
+test_xuidl(void)
+{
+	static const struct {
+		const char *lines[4];
+		const char *want;
+	} v[] = {
+		{ { "Subject: a\n", "X-UIDL: 5f1a2b3c4d5e6f70\n", "\n" }, "5f1a2b3c4d5e6f70" },
+		{ { "x-uidl:\t ef1d.1796669916.1 \r\n", "Subject: a\n" }, "ef1d.1796669916.1" },
+		{ { "X-UIDL: first\n", "X-UIDL: second\n" }, "first" },
+		{ { "X-UIDL: bad value\n", "X-UIDL: second\n" }, NULL },
+		{ { "X-UIDL: folded\n", "\tcontinued\n" }, NULL },
+		{ { "Subject: a\n", "\n", "X-UIDL: body\n" }, NULL },
+		{ { "Subject: a\n", "\r\n", "X-UIDL: body\n" }, NULL },
+		{ { "X-UIDL : spaced\n" }, NULL },
+		{ { "X-UIDL:\n" }, NULL },
+		{ { "X-UIDL: \xe9t\xe9\n" }, NULL },
+		{ { "X-UIDL: 1234567890123456789012345678901234567890123456789012345678901234567890\n" },
+		    "1234567890123456789012345678901234567890123456789012345678901234567890" },
+		{ { "X-UIDL: 12345678901234567890123456789012345678901234567890123456789012345678901\n" },
+		    NULL },
+		{ { "Subject: a\n", "X-UIDL: last-line-no-lf" }, "last-line-no-lf" },
+	};
+	struct xuidl x;
+	const char *got;
+	size_t i, k;
+
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		xuidl_init(&x);
+		for (k = 0; k < 4 && v[i].lines[k] != NULL; k++)
+			if (xuidl_line(&x, v[i].lines[k], strlen(v[i].lines[k]), strlen(v[i].lines[k])))
+				break;
+		got = xuidl_value(&x);
+		CHECK(v[i].want == NULL ? got == NULL : got != NULL && strcmp(got, v[i].want) == 0,
+		    "X-UIDL case %zu: %s, want %s", i, got ? got : "none", v[i].want ? v[i].want : "none");
+	}
+	xuidl_init(&x);
+	xuidl_line(&x, "X-UIDL: abc", 11, 5000);        /* longer than looked at */
+	CHECK(xuidl_value(&x) == NULL, "X-UIDL: a line longer than HEADER_LINE_MAX has none");
+}
+
+static void
+test_sources_list(void)
+{
+	static const char *bad[] = { "", "dovecot,", ",xuidl", "dovecot,dovecot", "Dovecot", "imap",
+	    "xuidl,,popa3d", "dovecot,xuidl,popa3d,dovecot" };
+	unsigned char src[UIDL_SOURCES_MAX];
+	char err[200];
+	size_t i;
+	int n;
+
+	CHECK(uidl_sources_parse("popa3d,dovecot,xuidl", src, &n, err, sizeof(err)) == 0 && n == 3 &&
+	    src[0] == SRC_POPA3D && src[1] == SRC_DOVECOT && src[2] == SRC_XUIDL, "-U: three, in order");
+	CHECK(uidl_sources_parse("xuidl", src, &n, err, sizeof(err)) == 0 && n == 1 &&
+	    src[0] == SRC_XUIDL, "-U: one");
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECK(uidl_sources_parse(bad[i], src, &n, err, sizeof(err)) < 0 && err[0] == '-',
+		    "-U \"%s\" refused", bad[i]);
+	CHECK(uidl_valid("a", 1) && !uidl_valid("", 0) && !uidl_valid("a b", 3) &&
+	    !uidl_valid("\x7f", 1), "a UIDL: 1-70 octets of 0x21-0x7E");
+}
+
 #ifdef HAVE_TLS
 /* The signer answers one request, with a signature the key's public half
  * verifies, and exits: a second request gets nothing. */
@@ -1042,6 +1319,10 @@ main(void)
 	test_body_blocks();
 	test_lf64();
 	test_big();
+	test_popa3d();
+	test_dovecot_uidlist();
+	test_xuidl();
+	test_sources_list();
 #ifdef HAVE_TLS
 	test_signer();
 #endif
