@@ -62,20 +62,31 @@ ifeq ($(TLS),yes)
 TLS_CFLAGS := -DHAVE_TLS $(shell $(PKG_CONFIG) --cflags openssl)
 TLS_LIBS := $(shell $(PKG_CONFIG) --libs openssl)
 TLS_OBJS = tls.o signer.o relay.o
+# The TLS code is a module of its own (tlsmod.h): pop3d-tls.so, loaded only by
+# the processes that speak TLS or hold the key, so that the monitor and every
+# session never map libssl and libcrypto. pop3d itself links tlsmod.o, the
+# loader; the tests and fuzzers link the TLS objects and tlslinked.o instead.
+TLS_CORE = tlsmod.o
+TLS_LINKED = tlslinked.o
+TLS_MODULE = pop3d-tls.so
+TLS_MODULE_SRCS = tls.c signer.c relay.c sandbox.c tlsmodule.c
+MODULE_FLAGS = -fPIC -fvisibility=hidden -shared -Wl,-z,now -Wl,-z,relro
 endif
 
 ALL_CFLAGS = -std=c11 $(WARNINGS) -D_FILE_OFFSET_BITS=64 $(CRYPT_CFLAGS) $(SD_CFLAGS) \
 	$(TLS_CFLAGS) $(CFLAGS) $(CFLAGS_EXTRA)
-LIBS = $(CRYPT_LIBS) $(SD_LIBS) $(TLS_LIBS)
+LIBS = $(CRYPT_LIBS) $(SD_LIBS)
+# what links the TLS objects themselves (tests, fuzzers) needs OpenSSL too
+TEST_LIBS = $(LIBS) $(TLS_LIBS)
 
 OBJS = pop3d.o monitor.o io.o auth.o privsep.o sandbox.o maildrop.o mbox.o maildir.o md5.o \
-	xxh3.o proxy.o uidlsrc.o uidlmap.o $(TLS_OBJS)
+	xxh3.o proxy.o uidlsrc.o uidlmap.o $(TLS_CORE)
 HDRS = config.h io.h auth.h privsep.h sandbox.h maildrop.h md5.h xxh3.h lfscan.h session.h proxy.h \
-	tls.h signer.h relay.h cryptlib.h uidlsrc.h uidlmap.h
+	tls.h signer.h relay.h cryptlib.h uidlsrc.h uidlmap.h tlsmod.h
 SRCS = $(OBJS:.o=.c)
 ASAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
-all: pop3d pop3passwd
+all: pop3d pop3passwd $(TLS_MODULE)
 
 pop3d: $(OBJS)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LIBS)
@@ -83,22 +94,37 @@ pop3d: $(OBJS)
 %.o: %.c $(HDRS)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# where the installed module is; baked into tlsmod.o (rewritten only when it
+# changes, so PREFIX or PKGLIBDIR given to make install rebuilds it)
+tlsmod-path.h: FORCE
+	@echo '#define TLS_MODULE_PATH "$(PKGLIBDIR)/pop3d-tls.so"' > $@.tmp; \
+	cmp -s $@.tmp $@ || mv $@.tmp $@; rm -f $@.tmp
+tlsmod.o: tlsmod-path.h
+FORCE:
+.PHONY: FORCE
+
+pop3d-tls.so: $(TLS_MODULE_SRCS) $(HDRS)
+	$(CC) $(ALL_CFLAGS) $(MODULE_FLAGS) $(LDFLAGS) -o $@ $(TLS_MODULE_SRCS) $(TLS_LIBS)
+
+pop3d-asan-tls.so: $(TLS_MODULE_SRCS) $(HDRS)
+	$(CC) $(ALL_CFLAGS) $(ASAN) $(MODULE_FLAGS) -o $@ $(TLS_MODULE_SRCS) $(TLS_LIBS)
+
 LIBOBJS = io.o auth.o privsep.o sandbox.o maildrop.o mbox.o maildir.o md5.o xxh3.o proxy.o \
-	uidlsrc.o uidlmap.o $(TLS_OBJS)
+	uidlsrc.o uidlmap.o $(TLS_OBJS) $(TLS_LINKED)
 
 tests/unit: tests/unit.c $(LIBOBJS) $(HDRS)
-	$(CC) $(ALL_CFLAGS) -I. -o $@ tests/unit.c $(LIBOBJS) $(LIBS)
+	$(CC) $(ALL_CFLAGS) -I. -o $@ tests/unit.c $(LIBOBJS) $(TEST_LIBS)
 
 # the octets a session sends after login, from the server's own code, with
 # no fork: runs under qemu-user (tests/cross.py)
 tests/dropdump: tests/dropdump.c pop3d.c monitor.o $(LIBOBJS) $(HDRS)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -I. -o $@ tests/dropdump.c monitor.o $(LIBOBJS) $(LIBS)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -I. -o $@ tests/dropdump.c monitor.o $(LIBOBJS) $(TEST_LIBS)
 
-pop3d-asan: $(SRCS) $(HDRS)
+pop3d-asan: $(SRCS) $(HDRS) $(if $(TLS_CORE),tlsmod-path.h pop3d-asan-tls.so)
 	$(CC) $(ALL_CFLAGS) $(ASAN) -o $@ $(SRCS) $(LIBS)
 
 tests/unit-asan: tests/unit.c $(SRCS) $(HDRS)
-	$(CC) $(ALL_CFLAGS) $(ASAN) -I. -o $@ tests/unit.c $(LIBOBJS:.o=.c) $(LIBS)
+	$(CC) $(ALL_CFLAGS) $(ASAN) -I. -o $@ tests/unit.c $(LIBOBJS:.o=.c) $(TEST_LIBS)
 
 deps:
 	sh scripts/deps.sh
@@ -124,16 +150,16 @@ FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=un
 LIBSRCS = $(LIBOBJS:.o=.c)
 
 fuzz/session: fuzz/session.c pop3d.c monitor.c $(LIBSRCS) $(HDRS)
-	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/session.c monitor.c $(LIBSRCS) $(LIBS)
+	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/session.c monitor.c $(LIBSRCS) $(TEST_LIBS)
 
 fuzz/mbox: fuzz/mbox.c $(LIBSRCS) $(HDRS)
-	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/mbox.c $(LIBSRCS) $(LIBS)
+	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/mbox.c $(LIBSRCS) $(TEST_LIBS)
 
 fuzz/maildir_name: fuzz/maildir_name.c $(LIBSRCS) $(HDRS)
-	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/maildir_name.c $(filter-out maildir.c,$(LIBSRCS)) $(LIBS)
+	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/maildir_name.c $(filter-out maildir.c,$(LIBSRCS)) $(TEST_LIBS)
 
 fuzz/signer: fuzz/signer.c signer.c sandbox.c $(HDRS)
-	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/signer.c sandbox.c $(LIBS)
+	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/signer.c sandbox.c $(TEST_LIBS)
 
 fuzz/proxy: fuzz/proxy.c proxy.c $(HDRS)
 	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/proxy.c
@@ -142,7 +168,7 @@ fuzz/uidlsrc: fuzz/uidlsrc.c uidlsrc.c md5.c $(HDRS)
 	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/uidlsrc.c uidlsrc.c md5.c
 
 fuzz/userfile: fuzz/userfile.c auth.c sandbox.c md5.c $(HDRS)
-	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/userfile.c auth.c sandbox.c md5.c $(LIBS)
+	$(FUZZ_CC) $(ALL_CFLAGS) $(FUZZ_FLAGS) -o $@ fuzz/userfile.c auth.c sandbox.c md5.c $(TEST_LIBS)
 
 fuzz-build: $(FUZZERS:%=fuzz/%)
 
@@ -168,7 +194,8 @@ fuzz-regress: fuzz-build
 	done
 
 clean:
-	rm -f pop3d pop3d-asan tests/unit tests/unit-asan tests/dropdump *.o $(FUZZERS:%=fuzz/%)
+	rm -f pop3d pop3d-asan tests/unit tests/unit-asan tests/dropdump *.o $(FUZZERS:%=fuzz/%) \
+		pop3d-tls.so pop3d-asan-tls.so tlsmod-path.h
 
 .PHONY: all deps check check-asan demo clean fuzz fuzz-build fuzz-regress
 
@@ -191,6 +218,8 @@ BINDIR ?= $(PREFIX)/bin
 DATADIR ?= $(PREFIX)/share
 MANDIR ?= $(DATADIR)/man
 DOCDIR ?= $(DATADIR)/doc/pop3d
+LIBDIR ?= $(PREFIX)/lib
+PKGLIBDIR ?= $(LIBDIR)/pop3d
 SYSTEMDUNITDIR ?= $(shell $(PKG_CONFIG) --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
 SYSUSERSDIR ?= $(shell $(PKG_CONFIG) --variable=sysusersdir systemd 2>/dev/null || echo /usr/lib/sysusers.d)
 INSTALL ?= install
@@ -200,7 +229,7 @@ MAN_FILES = man8/pop3d.8 man5/pop3d.passwd.5 man1/pop3passwd.1
 F2B_DIR = $(DATADIR)/pop3d/fail2ban
 SUBST_SBIN = sed -e 's|/usr/local/sbin/pop3d|$(SBINDIR)/pop3d|g'
 
-install: pop3d pop3passwd
+install: pop3d pop3passwd $(TLS_MODULE)
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
 		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
 		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(DOCDIR)/examples/xinetd.d \
@@ -208,6 +237,8 @@ install: pop3d pop3passwd
 		$(DESTDIR)$(F2B_DIR)/filter.d $(DESTDIR)$(F2B_DIR)/jail.d
 	$(INSTALL) -m 0755 pop3d $(DESTDIR)$(SBINDIR)/pop3d
 	$(INSTALL) -m 0755 pop3passwd $(DESTDIR)$(BINDIR)/pop3passwd
+	$(if $(TLS_MODULE),$(INSTALL) -d -m 0755 $(DESTDIR)$(PKGLIBDIR) && \
+		$(INSTALL) -m 0644 $(TLS_MODULE) $(DESTDIR)$(PKGLIBDIR)/pop3d-tls.so)
 	for m in $(MAN_FILES); do \
 		$(INSTALL) -m 0644 man/$${m#*/} $(DESTDIR)$(MANDIR)/$$m || exit 1; \
 	done
@@ -238,7 +269,9 @@ install: pop3d pop3passwd
 	$(INSTALL) -m 0644 contrib/fail2ban/jail.d/pop3d.conf $(DESTDIR)$(F2B_DIR)/jail.d/pop3d.conf
 
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/pop3d $(DESTDIR)$(BINDIR)/pop3passwd
+	rm -f $(DESTDIR)$(SBINDIR)/pop3d $(DESTDIR)$(BINDIR)/pop3passwd \
+		$(DESTDIR)$(PKGLIBDIR)/pop3d-tls.so
+	-rmdir $(DESTDIR)$(PKGLIBDIR)
 	for m in $(MAN_FILES); do rm -f $(DESTDIR)$(MANDIR)/$$m; done
 	for u in $(UNIT_FILES); do rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; done
 	rm -f $(DESTDIR)$(SYSUSERSDIR)/pop3d.conf

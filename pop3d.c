@@ -41,6 +41,7 @@
 #include "session.h"
 #include "signer.h"
 #include "tls.h"
+#include "tlsmod.h"
 #include "uidlsrc.h"
 
 void
@@ -1048,6 +1049,26 @@ key_unsafe(const char *path)
 	return NULL;
 }
 
+/* With TLS configured: NULL when the TLS module is there and safe to load,
+ * else why not (in buf). */
+static const char *
+module_unsafe(char *buf, size_t len)
+{
+#ifdef HAVE_TLS
+	char path[MAX_PATH];
+	const char *why = tlsmod_unsafe(tlsmod_path(path, sizeof(path)));
+
+	if (why == NULL)
+		return NULL;
+	snprintf(buf, len, "%.300s: %s", path, why);
+	return buf;
+#else
+	(void)buf;
+	(void)len;
+	return NULL;
+#endif
+}
+
 #ifdef HAVE_TLS
 /* The certificate chain into s->cert: read afresh by every connection, so a
  * renewed certificate takes effect at the next one. 0, or -1 (logged). */
@@ -1252,6 +1273,8 @@ main(int argc, char **argv)
 	gone = peer_name(in, s->rhost, sizeof(s->rhost)) < 0;
 	if (bad == NULL && s->keyfile != NULL)
 		bad = key_unsafe(s->keyfile);
+	if (bad == NULL && tls_configured(s))
+		bad = module_unsafe(err, sizeof(err));
 	if (bad != NULL)
 		return startup_error(s, bad);
 	if (s->proxies != NULL && gone)
@@ -1275,6 +1298,7 @@ main(int argc, char **argv)
 	(void)setsockopt(in, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)); /* fails on pipes */
 	if (tls_configured(s))
 		tls_setup(s, &pl);
+	pl.tls = tls_configured(s) && !s->tls_unusable;
 
 	pid = privsep_fork(&pl, &chan, err, sizeof(err));
 	if (pid == -1)

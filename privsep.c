@@ -23,6 +23,11 @@
  *   (relay.c)    on after a login over TLS, as  the connection's TLS   the session (plain)
  *                confined as before             state
  *
+ * The TLS code (tls.c, signer.c, relay.c and OpenSSL) is a module of its own,
+ * pop3d-tls.so (tlsmod.h): only the signer and the pre-login process load it,
+ * in the child right after the fork, before it gives anything up (the chroot
+ * would hide it). The monitor, and so the session, never maps OpenSSL.
+ *
  * The pre-login process reads and parses everything a client sends before
  * login, TLS records included. It has chrooted into an empty root-owned
  * directory and switched to an unprivileged user of its own, with no way back
@@ -47,6 +52,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/prctl.h>
@@ -55,6 +61,7 @@
 #include "privsep.h"
 #include "sandbox.h"
 #include "signer.h"
+#include "tlsmod.h"
 
 /* Open (creating it when missing) the directory name relative to at: it
  * must be root's and not writable by group or others. fd, or -1. */
@@ -182,6 +189,10 @@ privsep_fork(const struct prelogin *pl, int *chan, char *err, size_t errlen)
 	if (pid == 0) {
 		close(sv[0]);
 		*chan = sv[1];
+#ifdef HAVE_TLS
+		if (pl->tls && tlsmod_load(err, errlen) < 0)
+			return -2;      /* (the module is mapped before the chroot hides it) */
+#endif
 		if (confine(pl, err, errlen) < 0)
 			return -2;
 		if (pl->rootfd >= 0)
@@ -212,6 +223,10 @@ privsep_signer(const struct signer *sg, int *chan, char *err, size_t errlen)
 	}
 	if (pid == 0) {
 		close(sv[0]);
+		if (tlsmod_load(err, errlen) < 0) {
+			syslog(LOG_ERR, "error tls: %s rhost=%s", err, sg->rhost);
+			_exit(1);
+		}
 		signer_run(sg, sv[1]);
 	}
 	close(sv[1]);

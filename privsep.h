@@ -35,6 +35,8 @@ struct prelogin {
 	gid_t gid;
 	int rootfd;                     /* <statedir>/empty, opened and checked */
 	char root[MAX_PATH];            /* its name, for messages */
+	int tls;                        /* load the TLS module in the child (tlsmod.h),
+	                                 * before it gives up its rights */
 };
 
 /* Find the pre-login user (user; "nobody" when user is the default and does
@@ -42,13 +44,15 @@ struct prelogin {
 int privsep_setup(struct prelogin *, const char *statedir, const char *user,
     int user_given, char *err, size_t errlen);
 /* Fork: 0 in the child, which now runs unprivileged in the empty root (its
- * sandbox is the caller's to enter, once TLS is set up); the child's pid in
+ * sandbox is the caller's to enter, once TLS is set up) with the TLS module
+ * loaded if pl->tls; the child's pid in
  * the parent; -1 when the parent could not fork, -2 in a child that could
- * not confine itself. *chan is this side's channel. */
+ * not confine itself or load the module. *chan is this side's channel. */
 pid_t privsep_fork(const struct prelogin *, int *chan, char *err, size_t errlen);
 struct signer;
-/* Fork the signer (signer.c) for this connection: its pid, with the
- * pre-login process's end of its channel in *chan; -1 with a reason. */
+/* Fork the signer (signer.c, in the TLS module, which the child loads) for
+ * this connection: its pid, with the pre-login process's end of its channel
+ * in *chan; -1 with a reason. */
 pid_t privsep_signer(const struct signer *, int *chan, char *err, size_t errlen);
 /* Child: send the request and wait for the answer (ANS_*), or -1. */
 int privsep_ask(int chan, const struct authreq *);

@@ -314,6 +314,8 @@ if [ "$(id -u)" -eq 0 ]; then
 	cp -r "$TOP/units" "$TOP/contrib" "$WORK"/
 	chmod -R a+rX "$WORK/units" "$WORK/contrib"
 	cp "$POP3D" "$U/pop3d"
+	# its TLS module (tlsmod.h: <binary>-tls.so beside it), when it has one
+	[ -f "$POP3D-tls.so" ] && cp "$POP3D-tls.so" "$U/pop3d-tls.so"
 	chmod 0755 "$WORK" "$U"
 	chmod 0644 "$U"/*.py
 	chmod 0755 "$U/pop3d"

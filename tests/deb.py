@@ -35,6 +35,7 @@ import pwd
 import shutil
 import socket
 import stat
+import ssl
 import subprocess
 import tempfile
 import time
@@ -145,6 +146,7 @@ def lintian(deb):
 def installed_files():
     checks = {
         "/usr/sbin/pop3d": 0o755, "/usr/bin/pop3passwd": 0o755,
+        "/usr/lib/pop3d/pop3d-tls.so": 0o644,
         "/usr/share/man/man8/pop3d.8.gz": 0o644,
         "/usr/share/man/man5/pop3d.passwd.5.gz": 0o644,
         "/usr/share/man/man1/pop3passwd.1.gz": 0o644,
@@ -233,6 +235,50 @@ def session(work):
         act.wait(10)
 
 
+def tls_session(work):
+    """POP3S through the installed binary: it finds its TLS module where the
+    package put it (/usr/lib/pop3d/pop3d-tls.so), and the session process
+    maps no OpenSSL."""
+    cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
+    r = sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-subj", "/CN=localhost", "-days", "2", "-keyout", key, "-out", cert])
+    if not check("tls-session-cert", r.returncode == 0, r.stderr.decode(errors="replace")[-300:]):
+        return
+    os.chmod(key, 0o600)
+    port = free_port()
+    act = subprocess.Popen(["systemd-socket-activate", "--accept", "--inetd", "-l",
+                            "127.0.0.1:%d" % port, "/usr/sbin/pop3d", "-s", "-c", cert, "-k", key],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        ctx = ssl.create_default_context(cafile=cert)
+        ctx.check_hostname = False
+        p = None
+        for _ in range(100):
+            try:
+                p = poplib.POP3_SSL("127.0.0.1", port, timeout=20, context=ctx)
+                break
+            except ConnectionRefusedError:
+                time.sleep(0.05)
+        if p is None:
+            fail("tls-session", "no connection to 127.0.0.1:%d" % port)
+            return
+        p.user("alice")
+        p.pass_("pw-deb")
+        n, _ = p.stat()
+        maps = ""
+        for pid in sh(["pgrep", "-x", "-u", str(TEST_UID), "pop3d"]).stdout.split():
+            with open("/proc/%d/maps" % int(pid)) as f:
+                maps += f.read()
+        p.quit()
+        check("tls-session", n == 2 and maps != "" and "libcrypto" not in maps,
+              "STAT %d; the session maps libcrypto: %s" % (n, "libcrypto" in maps))
+    except (poplib.error_proto, OSError, ssl.SSLError) as e:
+        fail("tls-session", "%s; server stderr: %s" % (e, act.stderr.read1(2000) if act.stderr else ""))
+    finally:
+        act.terminate()
+        act.wait(10)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--deb")
@@ -265,6 +311,7 @@ def main():
             if check("dpkg-i", r.returncode == 0, r.stderr.decode(errors="replace")[-800:]):
                 installed_files()
                 session(work)
+                tls_session(work)
                 r = sh(["dpkg", "-r", "pop3d"])
                 check("dpkg-r", r.returncode == 0, r.stderr.decode(errors="replace")[-500:])
                 kept = open("/etc/pop3d/passwd").read() if os.path.exists("/etc/pop3d/passwd") else ""
@@ -272,6 +319,7 @@ def main():
                       mode("/etc/pop3d/passwd")[0] == 0o600, "after dpkg -r: %r" % kept[:200])
                 check("remove-keeps-state", mode("/var/lib/pop3d") is not None)
                 gone = [p for p in ("/usr/sbin/pop3d", "/usr/bin/pop3passwd",
+                                    "/usr/lib/pop3d/pop3d-tls.so",
                                     "/lib/systemd/system/pop3d.socket",
                                     "/usr/share/man/man8/pop3d.8.gz") if os.path.exists(p)]
                 check("remove-removes-program", not gone, "left: %r" % gone)

@@ -640,6 +640,41 @@ class Keys(TlsBase):
         rc, out, err = self.e.run(b"QUIT\r\n", extra=self.args(c, k, False))
         self.assertEqual(rc, 0, out + err)
 
+    def test_module_missing_or_unsafe_refused_at_start(self):
+        """The TLS code is a module (pop3d-tls.so beside the binary, or the
+        installed one): with -c/-k, a module that is not there, or that
+        group or others may write, stops pop3d at start like an unsafe key;
+        a plaintext pop3d does not need it."""
+        self.alice()
+        c, k = self.copy("ec")
+        if not os.path.exists(R.POP3D + "-tls.so"):
+            self.skipTest("no module beside %s" % R.POP3D)
+        d = tempfile.mkdtemp(prefix="pop3d-module-")
+        self.addCleanup(shutil.rmtree, d, True)
+        os.chmod(d, 0o755)
+        binary = os.path.join(d, "pop3d")
+        shutil.copy2(R.POP3D, binary)
+        argv = self.e.args(self.args(c, k, False), "0", None)
+        argv[0] = binary
+        installed = os.path.exists("/usr/local/lib/pop3d/pop3d-tls.so")
+        if not installed:
+            rc, out, err = self.e.run(b"", argv=argv)
+            S.startup_error_line(rc, out, err)
+            self.assertRegex(err.decode(), r"error config: .*pop3d-tls\.so: the TLS module "
+                                           r"cannot be found")
+        plain = [a for a in argv if a not in ("-c", c, "-k", k, "-s")]
+        rc, out, err = self.e.run(b"QUIT\r\n", argv=plain)
+        self.assertEqual(rc, 0, out + err)
+        shutil.copy2(R.POP3D + "-tls.so", binary + "-tls.so")
+        os.chmod(binary + "-tls.so", 0o775)
+        rc, out, err = self.e.run(b"", argv=argv)
+        S.startup_error_line(rc, out, err)
+        self.assertRegex(err.decode(), r"the TLS module must be a regular file of root's or "
+                                       r"the running user's, not writable by group or others")
+        os.chmod(binary + "-tls.so", 0o755)
+        rc, out, err = self.e.run(b"QUIT\r\n", argv=argv)
+        self.assertEqual(rc, 0, out + err)
+
     def test_options_go_together(self):
         self.alice()
         c, k = self.copy("ec")
@@ -759,6 +794,12 @@ class Processes(TlsBase):
         self.assertEqual(st.get("Seccomp"), ["2"])
         self.assertEqual(os.readlink("/proc/%d/root" % relay[0]),
                          os.path.join(self.e.lockdir, "empty"))
+        # OpenSSL is mapped where TLS is spoken, never in the session (the
+        # monitor, which ran as root, loads no TLS module)
+        libs = {p: open("/proc/%d/maps" % p).read() for p in procs}
+        self.assertNotIn("libcrypto", libs[session[0]])
+        self.assertNotIn("libssl", libs[session[0]])
+        self.assertIn("libssl", libs[relay[0]])
         self.assertEqual(self.stat(s)[0], 3)
         s.quit()
         self.assertTrue(wait_for(lambda: not self.session_procs(act), timeout=5),
