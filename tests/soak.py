@@ -279,6 +279,7 @@ class User:
         self.cooldown = 0.0          # until then an [IN-USE] may be a reset client's server
         self.uidl_of = {}            # UIDL -> Message-ID, across sessions
         self.sessions = 0
+        self.deliv_during = 0        # deliveries while the clients ran
 
     def create(self):
         os.mkdir(self.dir, 0o700)
@@ -565,7 +566,8 @@ class World:
 
     def cleanup(self, keep):
         if self.mounted:
-            subprocess.run(["umount", self.mail])
+            if subprocess.run(["umount", self.mail]).returncode != 0:
+                subprocess.run(["umount", "-l", self.mail])     # busy: detach it anyway
             self.mounted = False
         if not keep:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -604,6 +606,7 @@ class Soak:
         self.procmail_stderr = {}
         self.deliv_next = 0
         self.deliv_order = list(world.users)
+        self.t0 = None
 
     def fail(self, what):
         self.failures.append(what)
@@ -644,6 +647,8 @@ class Soak:
         else:
             self.c["deliveries"] += 1
             self.c["delivered octets"] += len(raw)
+            if self.t0 is not None and not self.stopping:
+                u.deliv_during += 1
 
     async def deliverer(self, k, interval):
         rng = random.Random("%d-deliv-%d" % (self.seed, k))
@@ -1422,9 +1427,12 @@ def report_and_check(soak, loop):
     if soak.lag:
         print("# event-loop lag of the load generator: p50 %.1f ms, p99 %.1f ms, max %.1f ms"
               % (1000 * pct(soak.lag, 50), 1000 * pct(soak.lag, 99), 1000 * max(soak.lag)))
-    print("# deliveries: %d during the load (%.1f/s), %d in all, %.1f MB; procmail failures %d"
+    print("# deliveries: %d during the load (%.1f/s), %d in all, %.1f MB; procmail failures %d; "
+          "per user while the clients ran: min %d, max %d; sessions per user: min %d, max %d"
           % (soak.deliv_during, soak.deliv_during / wall, c["deliveries"],
-             c["delivered octets"] / 1e6, c["procmail failures"]))
+             c["delivered octets"] / 1e6, c["procmail failures"],
+             min(u.deliv_during for u in soak.w.users), max(u.deliv_during for u in soak.w.users),
+             min(u.sessions for u in soak.w.users), max(u.sessions for u in soak.w.users)))
     if soak.procmail_stderr:
         print("# procmail said: %s" % "; ".join("%r x%d" % kv for kv in
                                                sorted(soak.procmail_stderr.items())[:5]))
@@ -1461,6 +1469,13 @@ def report_and_check(soak, loop):
             load.append("nothing of: %s" % k)
     if soak.deliv_during == 0:
         load.append("no delivery during the load")
+    starved = [u.name for u in soak.w.users if u.deliv_during == 0]
+    if starved:
+        load.append("%d users got no delivery while the clients ran: %s"
+                    % (len(starved), " ".join(starved[:10])))
+    idle_users = [u.name for u in soak.w.users if u.sessions == 0]
+    if idle_users:
+        load.append("%d users had no session: %s" % (len(idle_users), " ".join(idle_users[:10])))
     result("soak.load", load)
     result("soak.sessions", [f for f in soak.failures if not f.startswith("procmail")])
     result("soak.in-use", soak.inuse_fail)
