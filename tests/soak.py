@@ -352,6 +352,36 @@ def system_busy():
     return sum(v) - idle, sum(v)
 
 
+def cpu_snapshot():
+    """{pid: (command, CPU ticks incl. reaped children)} of every process."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        name = st[st.find("(") + 1:st.rfind(")")]
+        parts = st.rsplit(")", 1)[1].split()
+        out[int(d)] = (name, sum(int(parts[i]) for i in (11, 12, 13, 14)))
+    return out
+
+
+def others_cpu(before, after, ours):
+    """CPU seconds of the processes that lived through the run and are not
+    this test's, by command (their reaped children included)."""
+    by = {}
+    for pid, (name, t1) in after.items():
+        if pid in ours or pid not in before or before[pid][0] != name:
+            continue
+        d = (t1 - before[pid][1]) / CLK
+        if d > 0:
+            by[name] = by.get(name, 0.0) + d
+    return by
+
+
 def procs_running(exe):
     """Processes whose executable is exe (our private copy of pop3d)."""
     out = []
@@ -596,6 +626,8 @@ class Soak:
         self.conc_samples = []
         self.lag = []
         self.pass_lat = []
+        self.greet_lat = []
+        self.stat_lat = []
         self.inuse_lat = []
         self.session_durations = []
         self.c = {k: 0 for k in (
@@ -816,6 +848,7 @@ class Soak:
         sess["kill"] = kill
         collide = rng.random() < self.opts.collide_rate
         wrong = rng.random() < 0.02
+        t_conn = time.monotonic()
         c = await Conn.open(self.server.port)
         self.c["connections"] += 1
         self.open_conns += 1
@@ -824,6 +857,7 @@ class Soak:
         deleted = {}                      # k -> Entry, pending
         try:
             st = await c.status()
+            self.greet_lat.append(time.monotonic() - t_conn)
             if not st.startswith("+OK"):
                 raise Fail("greeting: %r" % st)
             if wrong:
@@ -855,7 +889,9 @@ class Soak:
             if reconnect:
                 self.c["reconnect at once after QUIT"] += 1
             u.sessions += 1
+            t_stat = time.monotonic()
             st = await c.cmd("STAT")
+            self.stat_lat.append(time.monotonic() - t_stat)
             m = re.match(r"\+OK (\d+) (\d+)$", st)
             if not m:
                 raise Fail("STAT: %r" % st)
@@ -1090,6 +1126,7 @@ class Soak:
         rc0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu0 = self.server.cpu()
         sys0 = system_busy()
+        snap0 = cpu_snapshot()
         d0 = self.c["deliveries"]
         self.t0 = time.monotonic()
         samp = asyncio.ensure_future(self.sampler())
@@ -1120,6 +1157,9 @@ class Soak:
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
         rc1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         sys1 = system_busy()
+        ours = {os.getpid(), self.server.proc.pid} | set(descendants(os.getpid()))
+        self.others = others_cpu(snap0, cpu_snapshot(), ours)
+        self.cpu_total = (sys1[0] - sys0[0]) / CLK
         self.cpu_client = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
         self.cpu_procmail = (rc1.ru_utime + rc1.ru_stime) - (rc0.ru_utime + rc0.ru_stime)
         self.busy = (sys1[0] - sys0[0]) / max(1, sys1[1] - sys0[1])
@@ -1418,6 +1458,10 @@ def report_and_check(soak, loop):
           "%.1f ms (%d logins)" % (1000 * pct(soak.pass_lat, 50), 1000 * pct(soak.pass_lat, 90),
                                    1000 * pct(soak.pass_lat, 99), 1000 * max(soak.pass_lat or [0]),
                                    len(soak.pass_lat)))
+    print("# time from connect to the greeting: p50 %.1f ms, p99 %.1f ms; from STAT (the first "
+          "command after login) to its reply: p50 %.1f ms, p99 %.1f ms" % (
+              1000 * pct(soak.greet_lat, 50), 1000 * pct(soak.greet_lat, 99),
+              1000 * pct(soak.stat_lat, 50), 1000 * pct(soak.stat_lat, 99)))
     if soak.inuse_lat:
         print("# [IN-USE] to a colliding session: p50 %.1f ms, max %.1f ms (%d)" % (
             1000 * pct(soak.inuse_lat, 50), 1000 * max(soak.inuse_lat), len(soak.inuse_lat)))
@@ -1428,6 +1472,13 @@ def report_and_check(soak, loop):
           "the super-server) %.1f s, load generator (this process) %.1f s, procmail+setpriv "
           "%.1f s; machine busy %.0f%%" % (wall, 2 * wall, soak.cpu_server, soak.cpu_client,
                                           soak.cpu_procmail, 100 * soak.busy))
+    ours = soak.cpu_server + soak.cpu_client + soak.cpu_procmail
+    top = sorted(soak.others.items(), key=lambda kv: -kv[1])[:4]
+    print("# CPU used on the machine during the run: %.0f s, of which this test %.0f s; the rest "
+          "(other users' processes, kernel threads): %.0f s%s" % (
+              soak.cpu_total, ours, soak.cpu_total - ours,
+              " (long-lived others: %s)" % ", ".join("%s %.0f s" % kv for kv in top)
+              if top else ""))
     if soak.lag:
         print("# event-loop lag of the load generator: p50 %.1f ms, p99 %.1f ms, max %.1f ms"
               % (1000 * pct(soak.lag, 50), 1000 * pct(soak.lag, 99), 1000 * max(soak.lag)))
