@@ -382,6 +382,21 @@ def others_cpu(before, after, ours):
     return by
 
 
+def accept_queue(port):
+    """Connections waiting in the listening socket's accept queue (the
+    rx_queue of the LISTEN line in /proc/net/tcp)."""
+    want = "0100007F:%04X" % port
+    try:
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                parts = line.split()
+                if parts[1] == want and parts[3] == "0A":
+                    return int(parts[4].split(":")[1], 16)
+    except OSError:
+        pass
+    return 0
+
+
 def procs_running(exe):
     """Processes whose executable is exe (our private copy of pop3d)."""
     out = []
@@ -1105,7 +1120,8 @@ class Soak:
             await asyncio.sleep(0.1)
             self.lag.append(time.monotonic() - t0 - 0.1)
             if len(self.lag) % 10 == 0:
-                self.conc_samples.append((self.open_conns, len(self.server.sessions())))
+                self.conc_samples.append((self.open_conns, len(self.server.sessions()),
+                                          accept_queue(self.server.port)))
 
     # ---- the run
     async def run(self):
@@ -1449,9 +1465,11 @@ def report_and_check(soak, loop):
                             wall - soak.t_load))
     if conc:
         print("# concurrent connections (client side, sampled each second): mean %.0f, max %d; "
-              "pop3d processes: mean %.0f, max %d" % (
-                  statistics.mean(x for x, _ in conc), max(x for x, _ in conc),
-                  statistics.mean(y for _, y in conc), max(y for _, y in conc)))
+              "pop3d processes: mean %.0f, max %d; not yet accepted by the super-server: "
+              "mean %.0f, max %d" % (
+                  statistics.mean(x[0] for x in conc), max(x[0] for x in conc),
+                  statistics.mean(x[1] for x in conc), max(x[1] for x in conc),
+                  statistics.mean(x[2] for x in conc), max(x[2] for x in conc)))
     print("# sessions/s: %.1f logins/s (%d logins), %.1f connections/s (%d connections)"
           % (logins / wall, logins, c["connections"] / wall, c["connections"]))
     print("# time from sending PASS to its +OK: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max "
