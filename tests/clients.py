@@ -243,6 +243,7 @@ class Deploy(unittest.TestCase):
         want = {
             "usr/local/sbin/pop3d": 0o755,
             "usr/local/bin/pop3passwd": 0o755,
+            "usr/local/lib/pop3d/pop3d-tls.so": 0o644,
             "usr/local/share/man/man8/pop3d.8": 0o644,
             "usr/local/share/man/man5/pop3d.passwd.5": 0o644,
             "usr/local/share/man/man1/pop3passwd.1": 0o644,
@@ -278,6 +279,10 @@ class Deploy(unittest.TestCase):
         for u in ("pop3d@.service", "pop3s@.service"):
             with open(os.path.join(root2, "lib/systemd/system", u)) as f:
                 self.assertIn("ExecStart=/usr/sbin/pop3d ", f.read())
+        # the TLS module goes where that binary looks for it (tlsmod.h)
+        self.assertTrue(os.path.isfile(os.path.join(root2, "usr/lib/pop3d/pop3d-tls.so")))
+        with open(os.path.join(root2, "usr/sbin/pop3d"), "rb") as f:
+            self.assertIn(b"/usr/lib/pop3d/pop3d-tls.so\0", f.read())
         with open(os.path.join(root2, "usr/share/doc/pop3d/examples/xinetd.d/pop3s")) as f:
             self.assertIn("= /usr/sbin/pop3d\n", f.read())
         with open(os.path.join(root2, "usr/share/doc/pop3d/examples/inetd.conf")) as f:
