@@ -301,22 +301,8 @@ def vmhwm_kb(pid):
     return int(v[0]) if v else 0
 
 
-def children(pid):
-    """pid's child processes (/proc/PID/task/PID/children: no scan of /proc)."""
-    try:
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            return [int(c) for c in f.read().split()]
-    except OSError:
-        return []
-
-
-def descendants(pid):
-    out, todo = [], children(pid)
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children(p))
-    return out
+children = pop3lib.children
+descendants = pop3lib.descendants
 
 
 def resident_kb(pids):

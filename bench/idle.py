@@ -72,21 +72,8 @@ def log(msg):
 
 # ------------------------------------------------------------------ processes
 
-def children(pid):
-    try:
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            return [int(c) for c in f.read().split()]
-    except OSError:
-        return []
-
-
-def descendants(pid):
-    out, todo = [], children(pid)
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children(p))
-    return out
+children = pop3lib.children
+descendants = pop3lib.descendants
 
 
 def comm(pid):

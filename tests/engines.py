@@ -25,7 +25,6 @@ sys.dont_write_bytecode = True
 import os
 import re
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -35,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import run as R                           # noqa: E402
 import maildirlib as md                   # noqa: E402
-from pop3lib import (IS_ROOT, REPO, Session, SocketTransport, ProtocolError,  # noqa: E402
+from pop3lib import (IS_ROOT, REPO, stop_group, Session, SocketTransport, ProtocolError,  # noqa: E402
                      free_port, wait_for)
 
 PW = R.PW
@@ -79,17 +78,7 @@ class Backend:
         return [l for l in self.logtext().splitlines() if l.startswith("pop3d[")]
 
     def stop(self):
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        self.proc.wait(timeout=5)
+        stop_group(self.proc)
         self.log.close()
 
 

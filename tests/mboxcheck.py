@@ -13,7 +13,6 @@ Message-ID header.
 """
 
 import fcntl
-import hashlib
 import os
 import re
 import struct

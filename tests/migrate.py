@@ -55,7 +55,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import maildirlib as md                   # noqa: E402
 import mboxlib as mb                      # noqa: E402
 import run as R                           # noqa: E402
-from pop3lib import (IS_ROOT, POP3D, crypt_hash, free_port, port_listening,  # noqa: E402
+from pop3lib import (IS_ROOT, POP3D, stop_group, crypt_hash, free_port, port_listening,  # noqa: E402
                      wait_for)
 
 PW = R.PW
@@ -121,20 +121,7 @@ class Listener:
             raise AssertionError("systemd-socket-activate did not listen on %d" % port)
 
     def stop(self):
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+        stop_group(self.proc)
         self.logf.close()
         wait_for(lambda: not port_listening(self.port), timeout=5)
 
@@ -832,7 +819,7 @@ class Records(Base):
         self.assertRegex(text, r"\nend 4 [0-9a-f]{32}\n$")
 
     def test_torn_or_corrupt_record_is_made_again(self):
-        path = self.xmbox()
+        self.xmbox()
         self.pop3d("xuidl")
         rec = os.path.join(self.e.lockdir, self.records("xuidl")[0])
         with open(rec) as f:
@@ -870,7 +857,7 @@ class Records(Base):
         """The hourly clean-up: a torn record no session holds goes; a record
         whose maildrop is gone goes once unused for UIDL_RECORD_KEEP (30
         days); one whose maildrop is there stays, however old."""
-        path = self.xmbox()
+        self.xmbox()
         self.pop3d("xuidl")
         [keep] = self.records("xuidl")
         old = time.time() - 40 * 86400

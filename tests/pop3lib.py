@@ -104,6 +104,42 @@ def apop_digest(timestamp, secret):
 
 # ---------------------------------------------------------------- processes
 
+def children(pid):
+    """pid's child processes (/proc/PID/task/PID/children: no scan of /proc)."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
+def descendants(pid):
+    out, todo = [], children(pid)
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children(p))
+    return out
+
+
+def stop_group(proc):
+    """Stop proc's process group (started with start_new_session): SIGTERM,
+    then SIGKILL to whatever is left, and reap proc."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
 def proc_tree(pid):
     """pid and all its descendants (from /proc)."""
     children = {}

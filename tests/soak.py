@@ -315,21 +315,8 @@ def free_id_range(n, start=46000):
 
 # ---------------------------------------------------------------- the server
 
-def children(pid):
-    try:
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            return [int(c) for c in f.read().split()]
-    except OSError:
-        return []
-
-
-def descendants(pid):
-    out, todo = [], children(pid)
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children(p))
-    return out
+children = pop3lib.children
+descendants = pop3lib.descendants
 
 
 def tree_cpu(pid):
@@ -1102,7 +1089,7 @@ class Soak:
                     continue
             try:
                 outcome = await self.session(u, rng, reconnect)
-            except Exception as x:               # a bug in the test: say so, go on
+            except Exception:                    # a bug in the test: say so, go on
                 self.fail("client %d: %s" % (i, traceback.format_exc(limit=3)))
                 outcome = "failed"
             if outcome == "quit-ok" and rng.random() < 0.1 and not self.stopping:
