@@ -1,7 +1,7 @@
 /*
  * relay.c - the relay: after a login over TLS, the pre-login process goes on
  * as the relay between the client (TLS) and the session, which speaks plain
- * POP3 over a socketpair and never calls the TLS library.
+ * POP3 over a socketpair and has no TLS library mapped (tlsmod.h).
  *
  * It stays as confined as before login (the pre-login user, chrooted,
  * seccomp). It moves octets both ways through two fixed buffers: what the

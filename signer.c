@@ -5,12 +5,13 @@
  * root it opens the key file (which must be a regular file of root's or the
  * running user's, not readable by others) and parses it; then it becomes the
  * pre-login user, with no groups, not dumpable, under a seccomp filter that
- * allows only its channel, memory and exit (sandbox.c), and answers the
- * pre-login process's signature requests (the handshake's one use of the
- * key) until that process closes the channel once the handshake is done, or
- * the pre-login time limit ends it. It reads no network input: only fixed-
- * size requests from the pre-login process, each checked. A key it cannot
- * load is logged and the channel closed, which fails the handshake.
+ * allows only its channel, memory and exit (sandbox.c), and answers one
+ * signature request of the pre-login process (the handshake's one use of the
+ * key), then exits; the pre-login time limit, or the monitor at login, ends
+ * it sooner. It reads no network input: only a fixed-size request from the
+ * pre-login process, checked. A key it cannot load is logged and the channel
+ * closed, which fails the handshake. Part of the TLS module (tlsmod.h): the
+ * child loads it before it runs this.
  */
 #define _GNU_SOURCE
 #define OPENSSL_SUPPRESS_DEPRECATED     /* RSA_private_encrypt: tls.c says why */
