@@ -45,7 +45,6 @@ BENCH_USER = "pop3dbench"
 PASSWORD = "bench-Pw-1"
 SEED = 7
 MB = 1e6
-CLK = os.sysconf("SC_CLK_TCK")
 
 COMMANDS = []       # what was run, for the report
 
@@ -273,19 +272,7 @@ class Data:
 
 # ------------------------------------------------------------------ processes
 
-def tree_cpu(root_pid):
-    """user+sys seconds of root_pid and its descendants, reaped children
-    included (cutime/cstime)."""
-    total = 0
-    for pid in pop3lib.proc_tree(root_pid):
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                parts = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # fields after ")" start at field 3 (state): utime=14 stime=15 cutime=16 cstime=17
-        total += sum(int(parts[i]) for i in (11, 12, 13, 14))
-    return total / CLK
+tree_cpu = pop3lib.tree_cpu
 
 
 def comm(pid):
@@ -389,15 +376,7 @@ class Activated:
         return pop3lib.wait_for(lambda: not self.sessions(), timeout=10)
 
     def stop(self):
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except OSError:
-            pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
+        pop3lib.stop_group(self.proc)
         self.log.close()
 
 

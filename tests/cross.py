@@ -39,6 +39,9 @@ import subprocess
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pop3lib                            # noqa: E402
+
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGETS = {
     "aarch64": ("aarch64-linux-gnu", "qemu-aarch64-static"),
@@ -48,25 +51,8 @@ IS_ROOT = os.geteuid() == 0
 NOBODY = 65534
 QEMU_ROOT = os.environ.get("POP3D_QEMU_ROOT", "/")
 
-passed = failed = skipped = 0
-
-
-def ok(name, info=""):
-    global passed
-    passed += 1
-    print("ok %s%s" % (name, " (%s)" % info if info else ""), flush=True)
-
-
-def fail(name, why):
-    global failed
-    failed += 1
-    print("FAIL %s: %s" % (name, why), flush=True)
-
-
-def skip(name, why):
-    global skipped
-    skipped += 1
-    print("skip %s: %s" % (name, why), flush=True)
+T = pop3lib.Tally('')
+ok, fail, skip = T.ok, T.fail, T.skip
 
 
 def as_user(argv):
@@ -361,8 +347,7 @@ def main():
                 server_suite(work, t)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
-    return 1 if failed else 0
+    return T.summary()
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ import os
 import poplib
 import pwd
 import shutil
-import socket
 import stat
 import ssl
 import subprocess
@@ -43,27 +42,12 @@ import time
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "tests"))
 import mboxlib as mb                      # noqa: E402
+import pop3lib                            # noqa: E402
+from pop3lib import free_port             # noqa: E402
 
 TEST_UID = 4242
-passed = failed = skipped = 0
-
-
-def ok(name, info=""):
-    global passed
-    passed += 1
-    print("ok deb.%s%s" % (name, " (%s)" % info if info else ""), flush=True)
-
-
-def fail(name, why):
-    global failed
-    failed += 1
-    print("FAIL deb.%s: %s" % (name, why), flush=True)
-
-
-def skip(name, why):
-    global skipped
-    skipped += 1
-    print("skip deb.%s: %s" % (name, why), flush=True)
+T = pop3lib.Tally('deb.')
+ok, fail, skip = T.ok, T.fail, T.skip
 
 
 def check(name, cond, why=""):
@@ -98,14 +82,6 @@ def user_exists(name):
 def installed():
     r = sh(["dpkg-query", "-W", "-f=${Status}", "pop3d"])
     return r.returncode == 0 and r.stdout.decode().strip()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def build(args):
@@ -203,21 +179,8 @@ def session(work):
     os.chmod(box, 0o600)
     with open("/etc/pop3d/passwd", "a") as f:
         f.write("alice:{PLAIN}pw-deb:%d:%d:Alice:%s\n" % (TEST_UID, TEST_UID, box))
-    port = free_port()
-    act = subprocess.Popen(["systemd-socket-activate", "--accept", "--inetd", "-l",
-                            "127.0.0.1:%d" % port, "/usr/sbin/pop3d"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        p = None
-        for _ in range(100):
-            try:
-                p = poplib.POP3("127.0.0.1", port, timeout=20)
-                break
-            except OSError:
-                time.sleep(0.05)
-        if p is None:
-            fail("session", "no connection to 127.0.0.1:%d" % port)
-            return
+
+    def use(p):
         p.user("alice")
         p.pass_("pw-deb")
         n, _ = p.stat()
@@ -228,8 +191,31 @@ def session(work):
               "STAT %d, RETR 2 %r" % (n, got[:80]))
         st = mode("/var/lib/pop3d/empty")
         check("state-dir-used", st is not None, "no /var/lib/pop3d/empty after a session")
+    through_installed("session", [], lambda port: poplib.POP3("127.0.0.1", port, timeout=20), use)
+
+
+def through_installed(name, args, connect, use):
+    """use(client) against the installed /usr/sbin/pop3d ARGS under
+    systemd-socket-activate, client = connect(port) once it listens; a
+    connection or protocol error is FAIL name, with the server's stderr."""
+    port = free_port()
+    act = subprocess.Popen(["systemd-socket-activate", "--accept", "--inetd", "-l",
+                            "127.0.0.1:%d" % port, "/usr/sbin/pop3d"] + args,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        p = None
+        for _ in range(100):
+            try:
+                p = connect(port)
+                break
+            except ConnectionRefusedError:
+                time.sleep(0.05)
+        if p is None:
+            fail(name, "no connection to 127.0.0.1:%d" % port)
+            return
+        use(p)
     except (poplib.error_proto, OSError) as e:
-        fail("session", "%s; server stderr: %s" % (e, act.stderr.read1(2000) if act.stderr else ""))
+        fail(name, "%s; server stderr: %s" % (e, act.stderr.read1(2000) if act.stderr else ""))
     finally:
         act.terminate()
         act.wait(10)
@@ -245,23 +231,10 @@ def tls_session(work):
     if not check("tls-session-cert", r.returncode == 0, r.stderr.decode(errors="replace")[-300:]):
         return
     os.chmod(key, 0o600)
-    port = free_port()
-    act = subprocess.Popen(["systemd-socket-activate", "--accept", "--inetd", "-l",
-                            "127.0.0.1:%d" % port, "/usr/sbin/pop3d", "-s", "-c", cert, "-k", key],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        ctx = ssl.create_default_context(cafile=cert)
-        ctx.check_hostname = False
-        p = None
-        for _ in range(100):
-            try:
-                p = poplib.POP3_SSL("127.0.0.1", port, timeout=20, context=ctx)
-                break
-            except ConnectionRefusedError:
-                time.sleep(0.05)
-        if p is None:
-            fail("tls-session", "no connection to 127.0.0.1:%d" % port)
-            return
+    ctx = ssl.create_default_context(cafile=cert)
+    ctx.check_hostname = False
+
+    def use(p):
         p.user("alice")
         p.pass_("pw-deb")
         n, _ = p.stat()
@@ -272,11 +245,9 @@ def tls_session(work):
         p.quit()
         check("tls-session", n == 2 and maps != "" and "libcrypto" not in maps,
               "STAT %d; the session maps libcrypto: %s" % (n, "libcrypto" in maps))
-    except (poplib.error_proto, OSError, ssl.SSLError) as e:
-        fail("tls-session", "%s; server stderr: %s" % (e, act.stderr.read1(2000) if act.stderr else ""))
-    finally:
-        act.terminate()
-        act.wait(10)
+    through_installed("tls-session", ["-s", "-c", cert, "-k", key],
+                      lambda port: poplib.POP3_SSL("127.0.0.1", port, timeout=20, context=ctx),
+                      use)
 
 
 def main():
@@ -345,8 +316,7 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
         check("machine-as-before", not installed() and user_exists("pop3d") == had_user
               and not os.path.exists("/etc/pop3d") and not os.path.exists("/var/lib/pop3d"))
-    print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
-    return 1 if failed else 0
+    return T.summary()
 
 
 if __name__ == "__main__":

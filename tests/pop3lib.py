@@ -102,6 +102,34 @@ def apop_digest(timestamp, secret):
     return hashlib.md5((timestamp + secret).encode()).hexdigest()
 
 
+# ---------------------------------------------------------------- plain runners
+
+class Tally:
+    """"ok/FAIL/skip NAME" lines and their counts, for the scripts that are
+    not unittest suites (tests/deb.py, tests/cross.py)."""
+
+    def __init__(self, prefix=""):
+        self.prefix = prefix
+        self.passed = self.failed = self.skipped = 0
+
+    def ok(self, name, info=""):
+        self.passed += 1
+        print("ok %s%s%s" % (self.prefix, name, " (%s)" % info if info else ""), flush=True)
+
+    def fail(self, name, why):
+        self.failed += 1
+        print("FAIL %s%s: %s" % (self.prefix, name, why), flush=True)
+
+    def skip(self, name, why):
+        self.skipped += 1
+        print("skip %s%s: %s" % (self.prefix, name, why), flush=True)
+
+    def summary(self):
+        """The closing line; the exit status."""
+        print("%d passed, %d failed, %d skipped" % (self.passed, self.failed, self.skipped))
+        return 1 if self.failed else 0
+
+
 # ---------------------------------------------------------------- processes
 
 def children(pid):
@@ -139,6 +167,22 @@ def stop_group(proc):
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         pass
+
+
+def tree_cpu(pid):
+    """user+sys seconds of pid and its descendants, reaped children included
+    (utime, stime, cutime, cstime of /proc/PID/stat)."""
+    total = 0
+    for p in [pid] + descendants(pid):
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                parts = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields after ")" start at field 3 (state): utime=14 stime=15 cutime=16 cstime=17
+        total += sum(int(parts[i]) for i in (11, 12, 13, 14))
+    return total / os.sysconf("SC_CLK_TCK")
+
 
 def proc_tree(pid):
     """pid and all its descendants (from /proc)."""

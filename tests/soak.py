@@ -319,17 +319,7 @@ children = pop3lib.children
 descendants = pop3lib.descendants
 
 
-def tree_cpu(pid):
-    """utime+stime of pid and its descendants, reaped children included."""
-    total = 0
-    for p in [pid] + descendants(pid):
-        try:
-            with open("/proc/%d/stat" % p) as f:
-                parts = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += sum(int(parts[i]) for i in (11, 12, 13, 14))
-    return total / CLK
+tree_cpu = pop3lib.tree_cpu
 
 
 def system_busy():
@@ -433,23 +423,7 @@ class Server:
     def stop(self):
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except OSError:
-                pass
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+        pop3lib.stop_group(self.proc)
         self.proc = None
         self.log.close()
 
