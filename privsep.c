@@ -167,46 +167,10 @@ confine(const struct prelogin *pl, char *err, size_t errlen)
 	return 0;
 }
 
-pid_t
-privsep_fork(const struct prelogin *pl, int *chan, char *err, size_t errlen)
-{
-	int sv[2];
-	pid_t pid;
-
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-		snprintf(err, errlen, "socketpair: %s", strerror(errno));
-		return -1;
-	}
-	pid = fork();
-	if (pid != 0 && pl->rootfd >= 0)
-		close(pl->rootfd);      /* the monitor never needs it */
-	if (pid < 0) {
-		snprintf(err, errlen, "fork: %s", strerror(errno));
-		close(sv[0]);
-		close(sv[1]);
-		return -1;
-	}
-	if (pid == 0) {
-		close(sv[0]);
-		*chan = sv[1];
-#ifdef HAVE_TLS
-		if (pl->tls && tlsmod_load(err, errlen) < 0)
-			return -2;      /* (the module is mapped before the chroot hides it) */
-#endif
-		if (confine(pl, err, errlen) < 0)
-			return -2;
-		if (pl->rootfd >= 0)
-			close(pl->rootfd);
-		return 0;
-	}
-	close(sv[1]);
-	*chan = sv[0];
-	return pid;
-}
-
-#ifdef HAVE_TLS
-pid_t
-privsep_signer(const struct signer *sg, int *chan, char *err, size_t errlen)
+/* socketpair and fork: the child's pid, with this side's end in *chan (the
+ * child gets the other end), or -1 with a reason. */
+static pid_t
+fork_channel(int *chan, char *err, size_t errlen)
 {
 	int sv[2];
 	pid_t pid;
@@ -221,17 +185,44 @@ privsep_signer(const struct signer *sg, int *chan, char *err, size_t errlen)
 		close(sv[1]);
 		return -1;
 	}
-	if (pid == 0) {
-		close(sv[0]);
-		if (tlsmod_load(err, errlen) < 0) {
-			syslog(LOG_ERR, "error tls: %s rhost=%s", err, sg->rhost);
-			_exit(1);
-		}
-		signer_run(sg, sv[1]);
-	}
-	close(sv[1]);
-	*chan = sv[0];
+	close(sv[pid == 0 ? 0 : 1]);
+	*chan = sv[pid == 0 ? 1 : 0];
 	return pid;
+}
+
+pid_t
+privsep_fork(const struct prelogin *pl, int *chan, char *err, size_t errlen)
+{
+	pid_t pid = fork_channel(chan, err, errlen);
+
+	if (pid != 0 && pl->rootfd >= 0)
+		close(pl->rootfd);      /* the monitor never needs it */
+	if (pid != 0)
+		return pid;
+#ifdef HAVE_TLS
+	if (pl->tls && tlsmod_load(err, errlen) < 0)
+		return -2;              /* (the module is mapped before the chroot hides it) */
+#endif
+	if (confine(pl, err, errlen) < 0)
+		return -2;
+	if (pl->rootfd >= 0)
+		close(pl->rootfd);
+	return 0;
+}
+
+#ifdef HAVE_TLS
+pid_t
+privsep_signer(const struct signer *sg, int *chan, char *err, size_t errlen)
+{
+	pid_t pid = fork_channel(chan, err, errlen);
+
+	if (pid != 0)
+		return pid;
+	if (tlsmod_load(err, errlen) < 0) {
+		syslog(LOG_ERR, "error tls: %s rhost=%s", err, sg->rhost);
+		_exit(1);
+	}
+	signer_run(sg, *chan);   /* (the child's end) */
 }
 #endif
 
