@@ -92,6 +92,15 @@ add_counts() {
 	fi
 }
 
+# suite NAME.py SECONDS [ARGS...]: run tests/NAME.py as this user within
+# SECONDS, its output shown and kept in $WORK/NAME.log, its counts added
+suite() {
+	local name=$1 secs=$2
+	shift 2
+	timeout "$secs" /usr/bin/python3 "$TOP/tests/$name" "$@" 2>&1 | tee "$WORK/${name%.py}.log"
+	add_counts "$name" "$WORK/${name%.py}.log" "${PIPESTATUS[0]}"
+}
+
 # ---------------------------------------------------------------- 1. unit tests
 say "# unit tests: ${UNIT#"$TOP"/}"
 if [ -x "$UNIT" ]; then
@@ -217,46 +226,37 @@ if [ "$ASAN" = no ]; then
 		add_counts run.py-crypt-libc "$WORK/run-crypt-libc.log" "$rc"
 	fi
 	say "# the Debian package: tests/deb.py"
-	timeout 900 /usr/bin/python3 "$TOP/tests/deb.py" 2>&1 | tee "$WORK/deb.log"
-	add_counts deb.py "$WORK/deb.log" "${PIPESTATUS[0]}"
+	suite deb.py 900
 fi
 
 # ---------------------------------------------------------------- 3. integration tests
 say "# integration tests: tests/run.py ($(id -un 2>/dev/null || id -u))"
-timeout 900 /usr/bin/python3 "$TOP/tests/run.py" 2>&1 | tee "$WORK/run.log"
-add_counts run.py "$WORK/run.log" "${PIPESTATUS[0]}"
+suite run.py 900
 
 # ---------------------------------------------------------------- 3a. security tests
 say "# security tests: tests/security.py"
-timeout 300 /usr/bin/python3 "$TOP/tests/security.py" 2>&1 | tee "$WORK/security.log"
-add_counts security.py "$WORK/security.log" "${PIPESTATUS[0]}"
+suite security.py 300
 
 say "# TLS: tests/tls.py"
-timeout 900 /usr/bin/python3 "$TOP/tests/tls.py" 2>&1 | tee "$WORK/tls.log"
-add_counts tls.py "$WORK/tls.log" "${PIPESTATUS[0]}"
+suite tls.py 900
 if [ "$ASAN" = no ]; then
 	say "# testssl.sh: tests/testssl.py"
-	timeout 900 /usr/bin/python3 "$TOP/tests/testssl.py" 2>&1 | tee "$WORK/testssl.log"
-	add_counts testssl.py "$WORK/testssl.log" "${PIPESTATUS[0]}"
+	suite testssl.py 900
 fi
 
 say "# PROXY protocol: tests/proxy.py"
-timeout 600 /usr/bin/python3 "$TOP/tests/proxy.py" 2>&1 | tee "$WORK/proxy.log"
-add_counts proxy.py "$WORK/proxy.log" "${PIPESTATUS[0]}"
+suite proxy.py 600
 
 if [ "$ASAN" = no ]; then
 	say "# nginx and HAProxy in front: tests/engines.py"
-	timeout 600 /usr/bin/python3 "$TOP/tests/engines.py" 2>&1 | tee "$WORK/engines.log"
-	add_counts engines.py "$WORK/engines.log" "${PIPESTATUS[0]}"
+	suite engines.py 600
 fi
 
 say "# attack tests: tests/attacks.py"
-timeout 600 /usr/bin/python3 "$TOP/tests/attacks.py" 2>&1 | tee "$WORK/attacks.log"
-add_counts attacks.py "$WORK/attacks.log" "${PIPESTATUS[0]}"
+suite attacks.py 600
 
 say "# taking over from other servers (-U): tests/migrate.py"
-timeout 900 /usr/bin/python3 "$TOP/tests/migrate.py" 2>&1 | tee "$WORK/migrate.log"
-add_counts migrate.py "$WORK/migrate.log" "${PIPESTATUS[0]}"
+suite migrate.py 900
 
 # ---------------------------------------------------------------- 3b. deployment, real clients, fail2ban
 # tests/clients.py: pop3passwd, make install/uninstall, units, man pages, and
@@ -269,16 +269,13 @@ else
 	CLIENT_ARGS=()
 fi
 say "# real clients and deployment: tests/clients.py ${CLIENT_ARGS[*]}"
-timeout 300 /usr/bin/python3 "$TOP/tests/clients.py" "${CLIENT_ARGS[@]}" 2>&1 | tee "$WORK/clients.log"
-add_counts clients.py "$WORK/clients.log" "${PIPESTATUS[0]}"
+suite clients.py 300 "${CLIENT_ARGS[@]}"
 say "# fail2ban filter: tests/fail2ban.py"
-timeout 300 /usr/bin/python3 "$TOP/tests/fail2ban.py" 2>&1 | tee "$WORK/fail2ban.log"
-add_counts fail2ban.py "$WORK/fail2ban.log" "${PIPESTATUS[0]}"
+suite fail2ban.py 300
 # tests/demo.py: `make demo` serves its demo mbox; curl and poplib fetch it.
 if [ "$ASAN" = no ]; then
 	say "# the demo: tests/demo.py"
-	timeout 120 /usr/bin/python3 "$TOP/tests/demo.py" 2>&1 | tee "$WORK/demo.log"
-	add_counts demo.py "$WORK/demo.log" "${PIPESTATUS[0]}"
+	suite demo.py 120
 fi
 
 # ---------------------------------------------------------------- 3c. crash consistency
@@ -293,10 +290,8 @@ if make -s -C "$TOP" tests/faultinject.so >"$WORK/shim.log" 2>&1; then
 	else
 		CRASH_ARGS=()
 	fi
-	timeout 600 /usr/bin/python3 "$TOP/tests/faults.py" 2>&1 | tee "$WORK/faults.log"
-	add_counts faults.py "$WORK/faults.log" "${PIPESTATUS[0]}"
-	timeout 900 /usr/bin/python3 "$TOP/tests/crash.py" "${CRASH_ARGS[@]}" 2>&1 | tee "$WORK/crash.log"
-	add_counts crash.py "$WORK/crash.log" "${PIPESTATUS[0]}"
+	suite faults.py 600
+	suite crash.py 900 "${CRASH_ARGS[@]}"
 else
 	fail faultinject.so "make tests/faultinject.so"
 	sed 's/^/    /' "$WORK/shim.log"
