@@ -196,11 +196,13 @@ class Journals(Base):
         no session holds, and keeps held ones, journals of mboxes that are
         still there, and rescue files that hold something."""
         apath = self.alice(R.simple_raws(3, b"alice"))
+        # the other mboxes exist before alice's goes: none may be given its
+        # inode (and so its lock file and journal: that is the test above)
+        others = [self.bob(R.simple_raws(1, n.encode()), name=n)
+                  for n in ("carol", "dave", "bob")]
         self.crash_update("alice", apath, [1])
         os.unlink(apath)
-        cpath = self.bob(R.simple_raws(1, b"carol"), name="carol")
         self.quit_ok(self.login_as("carol"))            # leaves an empty lock file
-        dpath = self.bob(R.simple_raws(1, b"dave"), name="dave")
         held = self.login_as("dave")                    # holds its lock meanwhile
         empty_rescue = os.path.join(self.e.lockdir, "0" * 32 + ".20250101T000000.rescue")
         kept_rescue = os.path.join(self.e.lockdir, "1" * 32 + ".20250101T000000.rescue")
@@ -212,7 +214,6 @@ class Journals(Base):
         stamp = os.path.join(self.e.lockdir, "gc.stamp")
         self.assertTrue(os.path.exists(stamp), "no clean-up stamp after logins")
         # not yet an hour since the last clean-up: nothing removed
-        bpath = self.bob(R.simple_raws(1, b"bob"))
         self.quit_ok(self.login_as("bob"))
         self.assertTrue(set(os.listdir(self.e.lockdir)) >= locks)
         os.utime(stamp, (time.time() - 7200, time.time() - 7200))
@@ -228,7 +229,7 @@ class Journals(Base):
         self.assertIn(os.path.basename(kept_rescue), after)
         self.assertEqual(journals(self.e.lockdir), {})
         self.quit_ok(held)
-        for p in (cpath, dpath, bpath):
+        for p in others:
             self.assertTrue(os.path.exists(p))
 
     def moved_on(self, change):
