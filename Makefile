@@ -173,7 +173,8 @@ fuzz/userfile: fuzz/userfile.c auth.c sandbox.c md5.c $(HDRS)
 fuzz-build: $(FUZZERS:%=fuzz/%)
 
 # Each harness for FUZZ_TIME seconds from its seed corpus (new inputs go to a
-# scratch directory); a crash stops make and leaves crash-* in that directory.
+# scratch directory, removed when the harness ends well); a crash stops make
+# and leaves crash-* and the log in that directory.
 fuzz: deps fuzz-build fuzz-regress
 	@for f in $(FUZZERS); do \
 		w=$$(mktemp -d /tmp/pop3d-fuzz-$$f.XXXXXX); chmod 0777 $$w; \
@@ -182,6 +183,7 @@ fuzz: deps fuzz-build fuzz-regress
 			-artifact_prefix=$$w/ -print_final_stats=1 $$w fuzz/corpus/$$f \
 			2>$$w/log || { tail -40 $$w/log; exit 1; }; \
 		grep -E "stat::number_of_executed_units|stat::peak_rss_mb" $$w/log; \
+		rm -rf $$w; \
 	done
 
 # The seed corpora and every input that once crashed a harness, run once.

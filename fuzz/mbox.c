@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "../maildrop.h"
+#include "scratch.h"
 
 static char dir[] = "/tmp/pop3d-fuzz-mbox.XXXXXX";
 static char path[128], state[128], out[128];
@@ -26,8 +27,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	if (mkdtemp(dir) == NULL)
-		abort();
+	scratch_make(dir);
 	snprintf(path, sizeof(path), "%s/mbox", dir);
 	snprintf(state, sizeof(state), "%s/state", dir);
 	snprintf(out, sizeof(out), "%s/out", dir);

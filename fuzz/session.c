@@ -11,6 +11,7 @@ int pop3d_main(int, char **);
 #include "../pop3d.c"
 #undef main
 
+#include "scratch.h"
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -42,8 +43,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 
 	(void)argc;
 	(void)argv;
-	if (mkdtemp(dir) == NULL)
-		abort();
+	scratch_make(dir);
 	if (geteuid() == 0) {           /* become a virtual-mail pop3d */
 		if (chown(dir, 65534, 65534) < 0 || setgroups(0, NULL) < 0 ||
 		    setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../auth.h"
+#include "scratch.h"
 
 static char dir[] = "/tmp/pop3d-fuzz-userfile.XXXXXX";
 static char path[128];
@@ -25,8 +26,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	if (mkdtemp(dir) == NULL)
-		abort();
+	scratch_make(dir);
 	snprintf(path, sizeof(path), "%s/passwd", dir);
 	openlog("pop3d-fuzz", LOG_NDELAY, LOG_MAIL);
 	return 0;
