@@ -1055,8 +1055,8 @@ static const char *
 module_unsafe(char *buf, size_t len)
 {
 #ifdef HAVE_TLS
-	char path[MAX_PATH];
-	const char *why = tlsmod_unsafe(tlsmod_path(path, sizeof(path)));
+	char path[PATH_MAX + 8], real[PATH_MAX];
+	const char *why = tlsmod_unsafe(tlsmod_path(path, sizeof(path)), real);
 
 	if (why == NULL)
 		return NULL;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -38,16 +39,31 @@ tlsmod_path(char *buf, size_t len)
 	return buf;
 }
 
+static int
+owned_well(const struct stat *st)
+{
+	return st->st_uid == 0 || st->st_uid == geteuid();
+}
+
 const char *
-tlsmod_unsafe(const char *path)
+tlsmod_unsafe(const char *path, char *real)
 {
 	struct stat st;
+	char dir[PATH_MAX], *slash;
 
-	if (stat(path, &st) < 0)
+	if (realpath(path, real) == NULL || stat(real, &st) < 0)
 		return "the TLS module cannot be found (make install puts it there)";
-	if (!S_ISREG(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()) ||
-	    (st.st_mode & (S_IWGRP | S_IWOTH)))
+	if (!S_ISREG(st.st_mode) || !owned_well(&st) || (st.st_mode & (S_IWGRP | S_IWOTH)))
 		return "the TLS module must be a regular file of root's or the running user's, "
+		    "not writable by group or others";
+	snprintf(dir, sizeof(dir), "%s", real);
+	slash = strrchr(dir, '/');              /* (realpath's answer starts with one) */
+	if (slash == dir)
+		slash[1] = '\0';               /* in / itself */
+	else
+		*slash = '\0';
+	if (stat(dir, &st) < 0 || !owned_well(&st) || (st.st_mode & (S_IWGRP | S_IWOTH)))
+		return "the TLS module's directory must be root's or the running user's, "
 		    "not writable by group or others";
 	return NULL;
 }
@@ -55,18 +71,18 @@ tlsmod_unsafe(const char *path)
 int
 tlsmod_load(char *err, size_t errlen)
 {
-	char path[PATH_MAX + 8];
+	char path[PATH_MAX + 8], real[PATH_MAX];
 	const char *why;
 	void *h;
 
 	if (mod != NULL)
 		return 0;
 	tlsmod_path(path, sizeof(path));
-	if ((why = tlsmod_unsafe(path)) != NULL) {
+	if ((why = tlsmod_unsafe(path, real)) != NULL) {
 		snprintf(err, errlen, "%s: %s", path, why);
 		return -1;
 	}
-	if ((h = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+	if ((h = dlopen(real, RTLD_NOW | RTLD_LOCAL)) == NULL) {
 		snprintf(err, errlen, "%s", dlerror());
 		return -1;
 	}

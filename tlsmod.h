@@ -45,10 +45,15 @@ struct tls_module {
  * installed one (TLS_MODULE_PATH, set at build time). */
 const char *tlsmod_path(char *buf, size_t len);
 
-/* NULL when the module file may be loaded (a regular file of root's or the
- * running user's, not writable by group or others), else why not. Checked
- * by the monitor at start, so a missing module is a configuration error. */
-const char *tlsmod_unsafe(const char *path);
+/* NULL when the module file may be loaded, with its path, every symbolic
+ * link resolved, in real[PATH_MAX]: a regular file of root's or the running
+ * user's, not writable by group or others, in a directory that is root's or
+ * the running user's and that group and others may not write either, so
+ * nobody else can put another file in its place between the check and the
+ * load (the same rule as the binary's own: whoever may replace the binary
+ * could always replace its module). Else why not. Checked by the monitor at
+ * start, so a missing module is a configuration error. */
+const char *tlsmod_unsafe(const char *path, char *real);
 
 /* Load it (once per process): 0, or -1 with the reason in err. */
 int tlsmod_load(char *err, size_t errlen);

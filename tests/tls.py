@@ -642,9 +642,10 @@ class Keys(TlsBase):
 
     def test_module_missing_or_unsafe_refused_at_start(self):
         """The TLS code is a module (pop3d-tls.so beside the binary, or the
-        installed one): with -c/-k, a module that is not there, or that
-        group or others may write, stops pop3d at start like an unsafe key;
-        a plaintext pop3d does not need it."""
+        installed one): with -c/-k, a module that is not there, that group
+        or others may write, or in a directory they may write (where the
+        file really is, links resolved), stops pop3d at start like an unsafe
+        key; a plaintext pop3d does not need it."""
         self.alice()
         c, k = self.copy("ec")
         if not os.path.exists(R.POP3D + "-tls.so"):
@@ -672,6 +673,24 @@ class Keys(TlsBase):
         self.assertRegex(err.decode(), r"the TLS module must be a regular file of root's or "
                                        r"the running user's, not writable by group or others")
         os.chmod(binary + "-tls.so", 0o755)
+        # its directory group or others may write: they could put another
+        # file in its place between the check and the load
+        os.chmod(d, 0o775)
+        rc, out, err = self.e.run(b"", argv=argv)
+        S.startup_error_line(rc, out, err)
+        self.assertRegex(err.decode(), r"the TLS module's directory must be root's or the "
+                                       r"running user's, not writable by group or others")
+        os.chmod(d, 0o755)
+        # the same through a symbolic link: where the file really is counts
+        unsafe = os.path.join(d, "unsafe")
+        os.mkdir(unsafe, 0o755)
+        os.chmod(unsafe, 0o777)
+        os.rename(binary + "-tls.so", os.path.join(unsafe, "pop3d-tls.so"))
+        os.symlink(os.path.join(unsafe, "pop3d-tls.so"), binary + "-tls.so")
+        rc, out, err = self.e.run(b"", argv=argv)
+        S.startup_error_line(rc, out, err)
+        self.assertRegex(err.decode(), r"the TLS module's directory must be")
+        os.chmod(unsafe, 0o755)
         rc, out, err = self.e.run(b"QUIT\r\n", argv=argv)
         self.assertEqual(rc, 0, out + err)
 
