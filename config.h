@@ -79,7 +79,7 @@
 #define STATE_GC_INTERVAL 3600                  /* seconds between clean-ups of the state dir */
 #endif
 #define STATE_GC_MAX_FILES 100000               /* files one clean-up looks at, at most */
-#define RESCUE_MAX 4                            /* rescue files kept for one mbox, at most */
+#define RESCUE_MAX 4                            /* rescue files kept for one maildrop path, at most */
 #define UIDL_LEN 72                             /* a 70-octet UIDL and its NUL, with room to spare */
 
 /* UIDLs taken over from other servers (-U; uidlsrc.c, uidlmap.c). */

@@ -299,12 +299,29 @@ state_gc(int dirfd)
 	closedir(dir);
 }
 
-/* Rescue files already holding something for the mbox whose lock is key. */
+/* The rescue files' tag of the maildrop path md->path names (the user
+ * file's spelling): the MD5 of it, in hex. */
+static void
+rescue_tag(const struct maildrop *md, char tag[33])
+{
+	unsigned char d[16];
+	struct md5 ctx;
+
+	md5_init(&ctx);
+	md5_update(&ctx, md->path, strlen(md->path));
+	md5_final(&ctx, d);
+	md5_hex(d, tag);
+}
+
+/* Rescue files already holding something for the maildrop path tag names,
+ * whichever file that path named when they were made: their names say,
+ * "<lock key>.<tag>.<time>.<pid>.rescue". */
 static int
-rescues_kept(int dirfd, const char *key)
+rescues_kept(int dirfd, const char tag[33])
 {
 	struct dirent *d;
 	struct stat st;
+	size_t len;
 	DIR *dir;
 	int fd, n = 0;
 
@@ -314,35 +331,41 @@ rescues_kept(int dirfd, const char *key)
 		close(fd);
 		return RESCUE_MAX;
 	}
-	while ((d = readdir(dir)) != NULL)
-		if (strncmp(d->d_name, key, 32) == 0 && d->d_name[32] == '.' &&
-		    strlen(d->d_name) > 7 && strcmp(d->d_name + strlen(d->d_name) - 7, ".rescue") == 0 &&
+	while ((d = readdir(dir)) != NULL) {
+		len = strlen(d->d_name);
+		if (len > 32 + 34 + 7 && d->d_name[32] == '.' && memcmp(d->d_name + 33, tag, 32) == 0 &&
+		    d->d_name[65] == '.' &&
+		    strcmp(d->d_name + len - 7, ".rescue") == 0 &&
 		    fstatat(dirfd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_size > 0)
 			n++;
+	}
 	closedir(dir);
 	return n;
 }
 
 /* A place for the octets of a journal recovery may not apply: made now, as
  * root, when there is a journal, used (or left empty for state_gc) by the
- * recovery after the switch to the user. At most RESCUE_MAX per mbox, so a
- * user who crashes sessions on purpose cannot fill the state directory:
- * beyond that, recovery keeps the journal and refuses logins until an
- * administrator has looked. */
+ * recovery after the switch to the user. At most RESCUE_MAX per maildrop
+ * path of the user file (not per lock key: a user who crashes sessions on
+ * purpose, changes the mbox and gives it a new inode each time gets a new
+ * key each time; and not per uid, which virtual users share), so nobody can
+ * fill the state directory: beyond that, recovery keeps the journal and
+ * refuses that maildrop's logins until an administrator has looked. */
 static void
 make_rescue(struct maildrop *md, int dirfd, const char *lockdir, const char *key)
 {
-	char name[96], stamp[32];
+	char name[128], stamp[32], tag[33];
 	time_t now = time(NULL);
 	struct tm tm;
 
-	if (rescues_kept(dirfd, key) >= RESCUE_MAX) {
-		snprintf(md->rescue, sizeof(md->rescue), "%s/%s.*.rescue: %d already kept, the "
-		    "limit RESCUE_MAX", lockdir, key, RESCUE_MAX);
+	rescue_tag(md, tag);
+	if (rescues_kept(dirfd, tag) >= RESCUE_MAX) {
+		snprintf(md->rescue, sizeof(md->rescue), "%s/*.%s.*.rescue: %d already kept for "
+		    "this maildrop, the limit RESCUE_MAX", lockdir, tag, RESCUE_MAX);
 		return;
 	}
 	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", gmtime_r(&now, &tm));
-	snprintf(name, sizeof(name), "%s.%s.%ld.rescue", key, stamp, (long)getpid());
+	snprintf(name, sizeof(name), "%s.%s.%s.%ld.rescue", key, tag, stamp, (long)getpid());
 	snprintf(md->rescue, sizeof(md->rescue), "%s/%s", lockdir, name);
 	md->rescuefd = openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC |
 	    O_NOCTTY | O_NONBLOCK, 0600);

@@ -284,15 +284,22 @@ class Journals(Base):
     def test_rescue_files_are_bounded(self):
         """Finding 1's second half: crashing sessions on purpose and changing
         the mbox each time must not fill the state directory with rescue
-        files. With RESCUE_MAX (4) already kept for the mbox, the journal
-        stays, the login is refused and logged, and nothing is written."""
+        files. With RESCUE_MAX (4) already kept for the maildrop's path, the
+        journal stays, the login is refused and logged, and nothing is
+        written. They count whichever file the path named when they were
+        made (another lock key here): giving the mbox a new inode each time
+        does not get four more (the second review's reproducer made twelve
+        that way)."""
         raws = R.simple_raws(4, b"alice")
         path = self.alice(raws)
         j = self.crash_update("alice", path, [2])
         key = [n for n in journals(self.e.lockdir)][0][:32]
+        tag = hashlib.md5(path.encode()).hexdigest()
         for i in range(4):
-            with open(os.path.join(self.e.lockdir, "%s.2025010%dT000000.1.rescue" % (key, i)),
-                      "wb") as f:
+            old_key = "%032x" % (i + 1)         # earlier inodes of the same path
+            self.assertNotEqual(old_key, key)
+            with open(os.path.join(self.e.lockdir, "%s.%s.2025010%dT000000.1.rescue"
+                                   % (old_key, tag, i)), "wb") as f:
                 f.write(b"From x\n\nkept %d\n" % i)
         with open(path, "r+b") as f:            # the mail reader cuts the damage
             f.truncate(j.start)
@@ -303,7 +310,7 @@ class Journals(Base):
         self.assertTrue(st.startswith("-ERR [SYS/TEMP]"), st)
         s.expect_eof()
         s.wait()
-        self.assertRegex(self.log_of(s), r"already kept, the limit RESCUE_MAX")
+        self.assertRegex(self.log_of(s), r"4 already kept for this maildrop, the limit RESCUE_MAX")
         self.assertEqual(self.e.read(path), before)
         self.assertEqual(len([v for v in self.rescue_files().values() if v]), 4)
         self.assertEqual(len(journals(self.e.lockdir)), 1, "the journal was not kept")
