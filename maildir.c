@@ -18,8 +18,9 @@
  * moving it from new/ to cur/) is found again by its unique name and inode;
  * one removed is gone for this session, even when another file of the same
  * unique name is there. Files sharing a unique name ("twins", which no MDA
- * should make) are all listed: the first (cur/ before new/) has the unique
- * name as its UIDL, the others the MD5 of "<unique name>/<inode>".
+ * should make) are all listed: the first (the lowest inode, so a rename
+ * keeps it first) has the unique name as its UIDL, the others the MD5 of
+ * "<unique name>/<inode>".
  *
  * At QUIT deleted messages are unlinked, and messages sent whole by RETR get
  * the Seen flag (new/x -> cur/x:2,S; cur/x:2,F -> cur/x:2,FS), each with the
@@ -219,6 +220,10 @@ cmp_msg(const void *a, const void *b, void *names)
 		return c;
 	if (lx != ly)
 		return lx < ly ? -1 : 1;
+	/* Twins by inode, which a rename (new/ to cur/, a flag change) keeps:
+	 * the same one stays first, with the unique name as its UIDL. */
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
 	if (x->in_new != y->in_new)
 		return (int)x->in_new - (int)y->in_new;
 	return strcmp(nx, ny);

@@ -1815,6 +1815,8 @@ class Maildir(Base):
         box.put("cur", uniq + ":2,S", a)
         box.put("new", uniq, b)
         box.put("new", "%d.M2P2.host" % (T + 1), self.msg("other"))
+        if os.stat(box.file("cur", uniq + ":2,S")).st_ino > os.stat(box.file("new", uniq)).st_ino:
+            self.skipTest("the file system gave the later file the lower inode")
         s = self.login()
         self.assertEqual(self.stat(s)[0], 3)
         u = self.uidls(s)
@@ -1833,6 +1835,37 @@ class Maildir(Base):
         s = self.login()
         self.assertEqual(self.uidls(s), {1: uniq, 2: "%d.M2P2.host" % (T + 1)})
         self.quit_ok(s)
+
+    def test_twins_keep_their_uidls_across_a_rename(self):
+        """The second review: which twin is first (and has the unique name as
+        its UIDL) must not depend on where it is or its flags: when another
+        program moves the new/ twin to cur/ (new/x -> cur/x:2,), each
+        message keeps its UIDL, so a client never deletes one for the
+        other. Both orders of the two files' inodes are tried."""
+        box = self.new_maildir()
+        uniq = "%d.M7P7.host" % md.BASE_TIME
+        names = {"new": uniq, "cur": uniq + ":2,S"}
+
+        def uidl_by_subject():
+            s = self.login()
+            got = {}
+            for n, u in self.uidls(s).items():
+                st, head = s.cmd_multi("TOP %d 0" % n)      # TOP sets no flag
+                got[[h for h in head.split(b"\r\n") if h.startswith(b"Subject:")][0]] = u
+            self.quit_ok(s)
+            return got
+        for first_in in ("new", "cur"):
+            for sub in ("new", "cur"):
+                for f in os.listdir(os.path.join(box.path, sub)):
+                    os.unlink(os.path.join(box.path, sub, f))
+            other = "cur" if first_in == "new" else "new"
+            box.put(first_in, names[first_in], self.msg("made first, in " + first_in))
+            box.put(other, names[other], self.msg("made second, in " + other))
+            before = uidl_by_subject()
+            self.assertEqual(len(set(before.values())), 2, before)
+            os.rename(box.file("new", uniq), box.file("cur", uniq + ":2,"))   # an IMAP server
+            self.assertEqual(uidl_by_subject(), before,
+                             "twins swapped UIDLs (the first made in %s/)" % first_in)
 
     def test_list_equals_what_retr_sends(self):
         """Issue 16 (5a): Dovecot's W= counts no final newline, which pop3d
