@@ -646,30 +646,41 @@ record_drop(struct record *r)
 	r->n = 0;
 }
 
-/* Write the record built at um->str[off, off + len) and index it. 0, or -1
- * (logged): nothing of the source this session. A record that cannot be
- * written is still used this session, and made again next time. */
+/* Write the record built at um->str[off, off + len) and index it. 0; 1
+ * (logged) when nothing of the source may be used, now or later (the same
+ * every session); -1 with err when the record cannot be written: this
+ * session must not use values no later session would see (it is made again
+ * at the next login). */
 static int
 record_finish(const struct maildrop *md, struct uidmap *um, struct record *r, int fd,
-    size_t off, size_t len)
+    size_t off, size_t len, char *err, size_t errlen)
 {
 	const char *why;
 
-	if (record_write(fd, um->str + off, len) < 0)
-		syslog(LOG_ERR, "error %s: -U %s: cannot write its record: %m; used this "
-		    "session, made again next time", md->path, uidl_source_name(r->src));
+	if (record_write(fd, um->str + off, len) < 0) {
+		snprintf(err, errlen, "%s: -U %s: cannot write its record: %s; made again at the "
+		    "next login", md->path, uidl_source_name(r->src), strerror(errno));
+		(void)ftruncate(fd, 0);
+		record_drop(r);
+		return -1;
+	}
 	if (record_parse(um, r, md, off, len, &why) < 0) {
 		syslog(LOG_ERR, "error %s: -U %s: %s", md->path, uidl_source_name(r->src), why);
 		record_drop(r);
-		return -1;
+		return 1;
 	}
 	return 0;
 }
 
-/* This session records xuidl or popa3d: scan, then write. 0, or -1 when
- * nothing may be honoured this session (logged). */
+/* This session records xuidl or popa3d: scan, then write. MD_OK (with
+ * nothing of the source when what it would record can never be used,
+ * logged), or MD_TEMP with err when the maildrop changed during the scan,
+ * memory ran out or the record cannot be written: then the login is
+ * refused, as this session would otherwise give UIDLs the next one does not
+ * (it is made again then). */
 static int
-record_make(struct maildrop *md, struct uidmap *um, struct record *r, int fd)
+record_make(struct maildrop *md, struct uidmap *um, struct record *r, int fd, char *errout,
+    size_t errlen)
 {
 	struct uidmap scratch = { 0 };
 	struct scan sc = { 0 };
@@ -684,11 +695,10 @@ record_make(struct maildrop *md, struct uidmap *um, struct record *r, int fd)
 	if (k == 0 && md->kind == KIND_MBOX && md->fd >= 0 && mbox_verify(md, err, sizeof(err)) != MD_OK)
 		k = -1;                 /* changed meanwhile: next time */
 	if (k < 0) {
-		syslog(LOG_WARNING, "warning %s: -U %s: %s: nothing recorded, no message has a %s "
-		    "UIDL this session", md->path, uidl_source_name(r->src), err,
-		    uidl_source_name(r->src));
+		snprintf(errout, errlen, "%s: -U %s: %s: nothing recorded; made at the next login",
+		    md->path, uidl_source_name(r->src), err);
 		free(sc.f);
-		return -1;
+		return MD_TEMP;
 	}
 	if (refused != NULL)
 		syslog(LOG_WARNING, "warning %s: -U popa3d: %s: no message keeps a popa3d UIDL",
@@ -714,14 +724,15 @@ out:
 	free(at);
 	free(sc.f);
 	if (k < 0) {
-		syslog(LOG_ERR, "error %s: -U %s: out of memory", md->path, uidl_source_name(r->src));
-		return -1;
+		snprintf(errout, errlen, "%s: -U %s: out of memory", md->path,
+		    uidl_source_name(r->src));
+		return MD_TEMP;
 	}
-	if (record_finish(md, um, r, fd, off, len) < 0)
-		return -1;
+	if ((k = record_finish(md, um, r, fd, off, len, errout, errlen)) != 0)
+		return k < 0 ? MD_TEMP : MD_OK;
 	syslog(LOG_INFO, "uidl record %s: %s: %zu message%s recorded", md->path,
 	    uidl_source_name(r->src), r->n, r->n == 1 ? "" : "s");
-	return 0;
+	return MD_OK;
 }
 
 enum { REC_VALID, REC_MAKE, REC_SKIP };
@@ -744,9 +755,9 @@ record_read(const struct maildrop *md, struct uidmap *um, int k, int *state, cha
 	if (fd < 0)
 		return MD_OK;
 	if (fstat(fd, &st) < 0) {
-		syslog(LOG_WARNING, "warning %s: -U %s: its record: %m: not used this session",
-		    md->path, uidl_source_name(r->src));
-		return MD_OK;
+		snprintf(err, errlen, "%s: -U %s: its record: %s", md->path,
+		    uidl_source_name(r->src), strerror(errno));
+		return MD_TEMP;
 	}
 	*state = REC_MAKE;
 	if (st.st_size > 0 && (unsigned long long)st.st_size <= UIDL_RECORD_MAX) {
@@ -757,10 +768,9 @@ record_read(const struct maildrop *md, struct uidmap *um, int k, int *state, cha
 			return MD_TEMP;
 		}
 		if (pread_full(fd, um->str + off, len, 0, &got) < 0) {
-			syslog(LOG_WARNING, "warning %s: -U %s: reading its record: %m: not used "
-			    "this session", md->path, uidl_source_name(r->src));
-			*state = REC_SKIP;
-			return MD_OK;
+			snprintf(err, errlen, "%s: -U %s: reading its record: %s", md->path,
+			    uidl_source_name(r->src), strerror(errno));
+			return MD_TEMP;
 		}
 		um->len += got;
 		if (got == len && record_parse(um, r, md, off, got, &why) == 0) {
@@ -788,8 +798,7 @@ record_load(struct maildrop *md, struct uidmap *um, int k, char *err, size_t err
 
 	if ((r = record_read(md, um, k, &state, err, errlen)) != MD_OK || state != REC_MAKE)
 		return r;
-	(void)record_make(md, um, &um->rec[k], md->recfd[k]);
-	return MD_OK;
+	return record_make(md, um, &um->rec[k], md->recfd[k], err, errlen);
 }
 
 /* ---- dovecot-uidlist ---- */
@@ -1078,6 +1087,17 @@ unlist(struct maildrop *md)
 		md->msgs[i].src = 0;
 }
 
+/* The uidlist could not be read for a reason that may pass (an I/O error,
+ * no descriptors, no permission): the login is refused, as this session
+ * would otherwise give other UIDLs than the sessions before and after. */
+static int
+dovecot_unread(const struct maildrop *md, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "%s/%s: cannot be read now (logged above): -U dovecot would give "
+	    "other UIDLs this session", md->path, UIDLIST_NAME);
+	return MD_TEMP;
+}
+
 /* Read <Maildir>/dovecot-uidlist as the user; one that is missing,
  * malformed or of an unknown version is ignored, with a log line. */
 static int
@@ -1098,8 +1118,9 @@ dovecot_read(struct maildrop *md, struct uidmap *um, char *err, size_t errlen)
 	else if (st.st_uid != md->owner)
 		why = "not the user's file";
 	if (why != NULL) {
-		syslog(LOG_WARNING, "warning %s/%s: %s: -U dovecot gives no message a Dovecot UIDL",
-		    md->path, UIDLIST_NAME, why);
+		syslog(LOG_WARNING, "warning %s/%s: %s: %s", md->path, UIDLIST_NAME, why,
+		    um->dv_transient ? "the login is refused" :
+		    "-U dovecot gives no message a Dovecot UIDL");
 		if (fd >= 0)
 			close(fd);
 		return MD_OK;
@@ -1118,8 +1139,9 @@ dovecot_read(struct maildrop *md, struct uidmap *um, char *err, size_t errlen)
 		goto nomem;
 	if (r < 0) {            /* -1 malformed, -3 unreadable */
 		um->dv_transient = r == -3;
-		syslog(LOG_WARNING, "warning %s/%s: %s (line %lu): ignored, -U dovecot gives no "
-		    "message a Dovecot UIDL", md->path, UIDLIST_NAME, why, rd.lines);
+		syslog(LOG_WARNING, "warning %s/%s: %s (line %lu): %s", md->path, UIDLIST_NAME,
+		    why, rd.lines, um->dv_transient ? "the login is refused" :
+		    "ignored, -U dovecot gives no message a Dovecot UIDL");
 		unlist(md);
 		free(um->pv);
 		free(um->ov);
@@ -1286,6 +1308,8 @@ dovecot_load(struct maildrop *md, struct uidmap *um, int k, char *err, size_t er
 			return MD_OK;   /* pop3d's first session had no uidlist */
 		if (md->fd >= 0 && (r = dovecot_read(md, um, err, errlen)) != MD_OK)
 			return r;
+		if (um->dv_transient)
+			return dovecot_unread(md, err, errlen);
 		if (um->dovecot && um->uidvalidity != v) {
 			syslog(LOG_WARNING, "warning %s/%s: UIDVALIDITY %" PRIu32 ", not the %" PRIu32
 			    " of pop3d's first session: -U dovecot gives no message a Dovecot UIDL",
@@ -1301,7 +1325,7 @@ dovecot_load(struct maildrop *md, struct uidmap *um, int k, char *err, size_t er
 		if (md->fd >= 0 && (r = dovecot_read(md, um, err, errlen)) != MD_OK)
 			return r;
 		if (um->dv_transient)
-			return MD_OK;   /* recorded by a session that can read it */
+			return dovecot_unread(md, err, errlen);
 		snprintf(vbuf, sizeof(vbuf), "%" PRIu32, um->uidvalidity);
 		snprintf(nbuf, sizeof(nbuf), "%" PRIu32, um->next_uid);
 		if (record_build(md, um, SRC_DOVECOT, keys, vals, um->dovecot ? 2 : 0, &off,
@@ -1309,10 +1333,10 @@ dovecot_load(struct maildrop *md, struct uidmap *um, int k, char *err, size_t er
 			snprintf(err, errlen, "%s: -U dovecot: out of memory", md->path);
 			return MD_TEMP;
 		}
-		if (record_finish(md, um, rec, md->recfd[k], off, len) < 0) {
+		if ((r = record_finish(md, um, rec, md->recfd[k], off, len, err, errlen)) != 0) {
 			unlist(md);
 			um->dovecot = 0;
-			return MD_OK;
+			return r < 0 ? MD_TEMP : MD_OK;
 		}
 		if (um->dovecot)
 			syslog(LOG_INFO, "uidl record %s: dovecot: UIDVALIDITY %s, UIDs below %s",

@@ -706,17 +706,36 @@ class DovecotList(Base):
         self.assertEqual(got, self.own())
         self.assertNotIn("dovecot-uidlist:", log)
 
+    def refused(self, sources):
+        """A login that -U sources cannot serve now: -ERR [SYS/TEMP]; the log."""
+        rc, out, err = self.e.run(b"USER alice\r\nPASS %s\r\nUIDL\r\nQUIT\r\n" % PW.encode(),
+                                  extra=["-e", "-n", "-U", sources])
+        self.assertIn(b"-ERR [SYS/TEMP]", out, out)
+        self.assertNotIn(b"+OK maildrop has", out)
+        return err.decode("latin-1")
+
     def test_unreadable_uidlist_is_recorded_later(self):
+        """A uidlist that cannot be read for a reason that may pass (here no
+        permission) refuses the login, at the first session and at later
+        ones: a session with other UIDLs than the one before and the one
+        after would have clients fetch everything again (the second
+        review)."""
         p = self.uidlist("3 V5 N9\n1 :%s\n2 :%s\n3 :%s\n4 :%s\n" % tuple(self.NAMES))
         os.chmod(p, 0)
-        got, log = self.pop3d("dovecot")
-        self.assertEqual(got, self.own())
+        log = self.refused("dovecot")
         self.assertIn("Permission denied", log)
+        self.assertIn("the login is refused", log)
         self.assertNotIn("uidl record", log)
         os.chmod(p, 0o600)
-        got, log = self.pop3d("dovecot")
-        self.assertEqual(got[0], (1, "0000000100000005"))
+        first, log = self.pop3d("dovecot")
+        self.assertEqual(first[0], (1, "0000000100000005"))
         self.assertIn("UIDs below 9", log)
+        os.chmod(p, 0)
+        log = self.refused("dovecot")
+        self.assertIn("cannot be read now", log)
+        os.chmod(p, 0o600)
+        got, log = self.pop3d("dovecot")
+        self.assertEqual(got, first)
 
     def test_mbox_users_are_not_affected(self):
         data = mbox_of(hdr_msgs(2, b"m"))
@@ -733,6 +752,26 @@ class Records(Base):
 
     def xmbox(self):
         return self.user_mbox(mbox_of(hdr_msgs(4, b"x", lambda i: [b"X-UIDL: legacy.%d" % i])))
+
+    def test_record_that_cannot_be_written_refuses_the_login(self):
+        """The second review: a first session whose record cannot be written
+        (here the file size limit, as a full disk would) must not serve the
+        values: the next session would record again from the maildrop as it
+        is then, and a message delivered meanwhile with a copy of an X-UIDL
+        would take the value from the message the client knows it by."""
+        path = self.user_mbox(mbox_of(hdr_msgs(40, b"x", lambda i: [b"X-UIDL: legacy.%d" % i])))
+        argv = ["sh", "-c", 'trap "" XFSZ; ulimit -f 1; exec "$@"', "sh"] + \
+            self.e.args(["-e", "-n", "-U", "xuidl"], "0")
+        rc, out, err = self.e.run(b"USER alice\r\nPASS %s\r\nUIDL\r\nQUIT\r\n" % PW.encode(),
+                                  argv=argv)
+        self.assertIn(b"-ERR [SYS/TEMP]", out, out + err)
+        self.assertNotIn(b"legacy.", out)
+        self.assertRegex(err.decode(), r"-U xuidl: cannot write its record: File too large")
+        self.assertEqual([os.path.getsize(os.path.join(self.e.lockdir, r))
+                          for r in self.records("xuidl")], [0] * len(self.records("xuidl")))
+        got, log = self.pop3d("xuidl")          # the limit gone: recorded now
+        self.assertEqual([u for _, u in got], ["legacy.%d" % i for i in range(1, 41)])
+        self.assertIn("uidl record %s: xuidl: 40 messages recorded" % path, log)
 
     def test_first_session_records_later_arrivals_never_count(self):
         path = self.xmbox()
