@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <syslog.h>
 #include <time.h>
@@ -236,8 +237,9 @@ login(struct session *s)
 static void
 use_relay(struct session *s, const struct authreq *req, pid_t child)
 {
+	struct stat client, err2;
 	size_t i;
-	int nul;
+	int nul, err_too;
 
 	for (i = 0; i < sizeof(s->tlsinfo) - 1 && req->tls[i] != '\0'; i++)
 		s->tlsinfo[i] = req->tls[i] == ' ' ? ':' :
@@ -246,12 +248,22 @@ use_relay(struct session *s, const struct authreq *req, pid_t child)
 	s->relay = child;
 	s->tls_active = 1;
 	/* The client's socket is the relay's now: this process keeps none of
-	 * it, only the socketpair. */
+	 * it, only the socketpair; not as fd 2 either, which inetd and
+	 * systemd's Accept=yes also make the socket. */
+	err_too = fstat(s->io.in, &client) == 0 && fstat(STDERR_FILENO, &err2) == 0 &&
+	    err2.st_dev == client.st_dev && err2.st_ino == client.st_ino;
 	if ((nul = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0) {
 		dup2(nul, s->io.in);
 		dup2(nul, s->io.out);
-		if (nul != s->io.in && nul != s->io.out)
+		if (err_too)
+			dup2(nul, STDERR_FILENO);
+		if (nul != s->io.in && nul != s->io.out && (nul != STDERR_FILENO || !err_too))
 			close(nul);
+	} else {
+		close(s->io.in);
+		close(s->io.out);
+		if (err_too)
+			close(STDERR_FILENO);
 	}
 	s->io.in = s->io.out = s->relayfd[0];
 	s->io.out_is_socket = 1;
@@ -349,10 +361,16 @@ monitor_finish(struct session *s)
 	end_signer(s);
 	if (s->relay > 0) {
 		/* The relay ends when the session's end of the socketpair
-		 * closes, once it has passed on what was left. */
+		 * closes, once it has passed on what was left, or when the
+		 * client has taken nothing for -t seconds (relay.c): it is
+		 * waited for, not killed after a grace time, which would cut off
+		 * a slow reader's last message after its DELE was committed (a
+		 * review found it). The maildrop is already unlocked, and this
+		 * process, the user's now, could not signal it anyway. */
 		shutdown(s->io.out, SHUT_RDWR);
 		close(s->io.out);
-		reap(s, s->relay, PRELOGIN_GRACE * 1000, "the relay did not exit after the session");
+		while (waitpid(s->relay, NULL, 0) < 0 && errno == EINTR)
+			;
 		s->relay = 0;
 	}
 }

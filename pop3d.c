@@ -280,6 +280,8 @@ attempt(struct session *s, struct authreq *req)
 #ifdef HAVE_TLS
 			if (s->tls_active) {
 				io_discard(&s->io);     /* the monitor took it */
+				if (s->cmdline != NULL) /* PASS or AUTH PLAIN, with the password */
+					explicit_bzero(s->cmdline, MAX_LINE);
 				close(s->chan);
 				alarm(0);
 				relay_run(s->tls, s->relayfd[1], s->timeout);
@@ -750,6 +752,7 @@ session_loop(struct session *s)
 	size_t len;
 	int before;
 
+	s->cmdline = line;
 	for (;;) {
 		switch (io_getline(&s->io, line, &len)) {
 		case IO_LINE:

@@ -60,6 +60,8 @@ struct session {
 	int signfd;                     /* pre-login: the channel to the signer */
 	pid_t signer;                   /* monitor: the signer, or 0 */
 	int relayfd[2];                 /* socketpair: the session's end, the relay's end */
+	char *cmdline;                  /* session_loop's line[MAX_LINE] being run: wiped
+	                                 * before the pre-login process becomes the relay */
 	pid_t relay;                    /* monitor: the relay after a login over TLS, or 0 */
 	char tlsinfo[64];               /* protocol and cipher of the login's connection */
 	/* PROXY protocol */

@@ -17,6 +17,7 @@ N failed[, N skipped]"; exit status 0 only when nothing failed.  Runs as root
 and unprivileged (root-only tests say so).  testssl.sh runs in tests/testssl.py.
 """
 
+import base64
 import sys
 sys.dont_write_bytecode = True            # never litter tests/__pycache__
 
@@ -851,6 +852,39 @@ class Processes(TlsBase):
                     self.assertGreater(len(mem), 100000)
                     for x in secrets:
                         self.assertTrue(x not in mem, "process %d (%s) holds the key: %r"
+                                        % (p, proc_status(p).get("Name"), x))
+                s.quit()
+
+    def test_password_in_no_process_after_login(self):
+        """After a login over TLS with PASS or AUTH PLAIN (initial response),
+        neither the relay nor the session holds the password or the PLAIN
+        message: the command line it came on is wiped before the pre-login
+        process becomes the relay (a review found the PASS line there)."""
+        if not IS_ROOT:
+            self.skipTest("needs root (/proc/PID/mem of other users' processes)")
+        if S.asan_build():
+            self.skipTest("a sanitizer build's memory is not pop3d's")
+        import attacks
+        pw = "Zq7Unique" + "Passw0rd9xK"
+        plain = base64.b64encode(b"\0alice\0" + pw.encode()).decode()
+        for how in ("PASS", "AUTH"):
+            with self.subTest(how=how):
+                self.e.entries = []
+                self.alice(secret="{PLAIN}" + pw)
+                act = self.e.activate(self.tls(implicit=True))
+                s = self.implicit(act)
+                if how == "PASS":
+                    self.assertRegex(s.login("alice", pw), RE_LOGIN)
+                else:
+                    self.assertRegex(s.cmd("AUTH PLAIN " + plain), RE_LOGIN)
+                procs = wait_for(lambda: len(self.session_procs(act)) == 2 and
+                                 self.session_procs(act), timeout=5)
+                self.assertTrue(procs)
+                for p in procs:
+                    mem = attacks.memory_of(p)
+                    self.assertGreater(len(mem), 100000)
+                    for x in (pw.encode(), plain.encode()):
+                        self.assertTrue(x not in mem, "process %d (%s) holds %r"
                                         % (p, proc_status(p).get("Name"), x))
                 s.quit()
 
